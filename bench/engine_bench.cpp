@@ -1,0 +1,257 @@
+// ditpoc_bench: micro-benchmarks of the C++ engine.
+//
+//   ditpoc_bench gemm [--threads N] [--json] [--min-time S] [--shape MxNxK]...
+//
+// Each sub-command lives in its own run_*_bench function; main only dispatches on the first
+// argument. BLAS (OpenBLAS when found by CMake, DITPOC_HAVE_CBLAS) is only the yardstick.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bf16.h"
+#include "cpu/gemm.h"
+#include "thread_pool.h"
+
+#ifdef DITPOC_HAVE_CBLAS
+#include <cblas.h>
+// OpenBLAS's thread control. Weak, so the bench still links against a BLAS that lacks it (on
+// Debian libblas.so.3 is OpenBLAS's BLAS-only facade; the symbol then comes from the
+// libopenblas.so.0 it pulls in, or stays null and the BLAS uses its default thread count).
+extern "C" void openblas_set_num_threads(int) __attribute__((weak));
+extern "C" int openblas_get_num_threads(void) __attribute__((weak));
+#endif
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// Best wall time of fn() over repeated runs after one warm-up: at least min_reps runs and at
+// least min_time seconds in all (capped at max_reps).
+double best_time(const std::function<void()>& fn, double min_time, int min_reps = 3,
+                 int max_reps = 200) {
+  fn();  // warm-up (page faults, thread wake-up, caches)
+  double best = 1e30, total = 0;
+  for (int rep = 0; rep < max_reps && (rep < min_reps || total < min_time); ++rep) {
+    auto t0 = Clock::now();
+    fn();
+    double dt = seconds_since(t0);
+    best = std::min(best, dt);
+    total += dt;
+  }
+  return best;
+}
+
+struct GemmShape {
+  int64_t m, n, k;
+};
+
+struct GemmBenchOptions {
+  int threads = 0;          // 0: one per hardware thread
+  bool json = false;
+  double min_time = 0.25;   // seconds of timed runs per shape and library
+  std::vector<GemmShape> shapes;  // empty: the default list
+};
+
+struct GemmResult {
+  GemmShape s;
+  double ours_s = 0, blas_s = 0;  // best time per call; blas_s = 0 when no BLAS
+  double max_rel_diff = -1;       // max |ours - blas| / max |blas| (same rounded A), -1: n/a
+};
+
+std::vector<GemmShape> default_gemm_shapes() {
+  const int64_t ms[] = {16, 32, 64, 512, 2048};
+  const std::pair<int64_t, int64_t> nks[] = {{1536, 1536}, {8960, 1536}, {1536, 8960},
+                                             {1536, 4096}, {256, 256},   {512, 256},
+                                             {256, 4096},  {64, 256}};
+  std::vector<GemmShape> out;
+  for (int64_t m : ms)
+    for (auto [n, k] : nks) out.push_back({m, n, k});
+  // odd sizes: M, N and K tails
+  out.push_back({1, 1536, 1536});
+  out.push_back({7, 1536, 1536});
+  out.push_back({37, 1000, 999});
+  out.push_back({100, 8960, 1536});
+  out.push_back({333, 1537, 1535});
+  out.push_back({2047, 1531, 1533});
+  return out;
+}
+
+int run_gemm_bench(const GemmBenchOptions& opt) {
+  const int threads = opt.threads > 0 ? opt.threads
+                                      : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  ditpoc::ThreadPool pool(threads);
+  const std::vector<GemmShape> shapes = opt.shapes.empty() ? default_gemm_shapes() : opt.shapes;
+
+  bool have_blas = false;
+  int blas_threads = 0;
+#ifdef DITPOC_HAVE_CBLAS
+  have_blas = true;
+  if (openblas_set_num_threads) openblas_set_num_threads(threads);
+  blas_threads = openblas_get_num_threads ? openblas_get_num_threads() : -1;
+#endif
+
+  if (!opt.json) {
+    std::printf("gemm: C[M,N] = bf16round(A)[M,K] . W[N,K]^T + bias, ours: bf16 W, %d thread(s)\n",
+                threads);
+    if (have_blas)
+      std::printf("yardstick: cblas_sgemm (fp32 W, RowMajor NoTrans/Trans), BLAS threads %s\n",
+                  blas_threads > 0 ? std::to_string(blas_threads).c_str() : "unknown");
+    else
+      std::printf("yardstick: none (built without CBLAS)\n");
+    std::printf("%6s %6s %6s | %10s %10s | %8s %8s | %6s | %9s\n", "M", "N", "K", "ours ms",
+                "blas ms", "ours GF/s", "blas GF/s", "ratio", "max rdiff");
+  }
+
+  std::mt19937 rng(1234);
+  std::uniform_real_distribution<float> uni(-1.0f, 1.0f);
+  std::vector<GemmResult> results;
+  for (const GemmShape& s : shapes) {
+    std::vector<float> A(static_cast<size_t>(s.m * s.k)), bias(static_cast<size_t>(s.n));
+    std::vector<uint16_t> Wb(static_cast<size_t>(s.n * s.k));
+    for (auto& v : A) v = uni(rng);
+    for (auto& v : bias) v = uni(rng);
+    const float wscale = 1.0f / std::sqrt(static_cast<float>(std::max<int64_t>(1, s.k)));
+    for (auto& v : Wb) v = ditpoc::f32_to_bf16(uni(rng) * wscale);
+    auto W = ditpoc::cpu::PackedWeight::pack(Wb.data(), s.n, s.k);
+    std::vector<float> C(static_cast<size_t>(s.m * s.n));
+
+    GemmResult r;
+    r.s = s;
+    r.ours_s = best_time(
+        [&] {
+          ditpoc::cpu::gemm(A.data(), s.k, s.m, W, bias.data(), C.data(), s.n, true, pool);
+        },
+        opt.min_time);
+#ifdef DITPOC_HAVE_CBLAS
+    {
+      std::vector<float> Wf(Wb.size()), Ar(A.size()), Cb(C.size());
+      for (size_t i = 0; i < Wb.size(); ++i) Wf[i] = ditpoc::bf16_to_f32(Wb[i]);
+      for (size_t i = 0; i < A.size(); ++i) Ar[i] = ditpoc::round_bf16(A[i]);
+      r.blas_s = best_time(
+          [&] {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(s.m),
+                        static_cast<int>(s.n), static_cast<int>(s.k), 1.0f, Ar.data(),
+                        static_cast<int>(s.k), Wf.data(), static_cast<int>(s.k), 0.0f, Cb.data(),
+                        static_cast<int>(s.n));
+          },
+          opt.min_time);
+      // sanity: same math up to summation order (BLAS result + bias vs ours)
+      double maxabs = 0, maxdiff = 0;
+      for (int64_t i = 0; i < s.m; ++i)
+        for (int64_t j = 0; j < s.n; ++j) {
+          const double ref = static_cast<double>(Cb[i * s.n + j]) + bias[j];
+          maxabs = std::max(maxabs, std::fabs(ref));
+          maxdiff = std::max(maxdiff, std::fabs(ref - C[i * s.n + j]));
+        }
+      r.max_rel_diff = maxabs > 0 ? maxdiff / maxabs : maxdiff;
+    }
+#endif
+    const double flops = 2.0 * s.m * s.n * s.k;
+    const double ours_gf = flops / r.ours_s * 1e-9;
+    const double blas_gf = r.blas_s > 0 ? flops / r.blas_s * 1e-9 : 0;
+    if (!opt.json) {
+      if (r.blas_s > 0)
+        std::printf("%6lld %6lld %6lld | %10.3f %10.3f | %8.1f %8.1f | %6.2f | %9.2e\n",
+                    (long long)s.m, (long long)s.n, (long long)s.k, r.ours_s * 1e3, r.blas_s * 1e3,
+                    ours_gf, blas_gf, ours_gf / blas_gf, r.max_rel_diff);
+      else
+        std::printf("%6lld %6lld %6lld | %10.3f %10s | %8.1f %8s | %6s | %9s\n", (long long)s.m,
+                    (long long)s.n, (long long)s.k, r.ours_s * 1e3, "-", ours_gf, "-", "-", "-");
+      std::fflush(stdout);
+    }
+    results.push_back(r);
+  }
+
+  if (opt.json) {
+    std::printf("{\n  \"bench\": \"gemm\",\n  \"threads\": %d,\n  \"blas\": %s,\n  \"blas_threads\": %d,\n"
+                "  \"results\": [\n",
+                threads, have_blas ? "\"cblas_sgemm\"" : "null", blas_threads);
+    for (size_t i = 0; i < results.size(); ++i) {
+      const GemmResult& r = results[i];
+      const double flops = 2.0 * r.s.m * r.s.n * r.s.k;
+      std::printf("    {\"m\": %lld, \"n\": %lld, \"k\": %lld, \"ours_ms\": %.6f, \"ours_gflops\": %.3f",
+                  (long long)r.s.m, (long long)r.s.n, (long long)r.s.k, r.ours_s * 1e3,
+                  flops / r.ours_s * 1e-9);
+      if (r.blas_s > 0)
+        std::printf(", \"blas_ms\": %.6f, \"blas_gflops\": %.3f, \"ratio\": %.4f, \"max_rel_diff\": %.3e}",
+                    r.blas_s * 1e3, flops / r.blas_s * 1e-9, r.blas_s / r.ours_s, r.max_rel_diff);
+      else
+        std::printf(", \"blas_ms\": null, \"blas_gflops\": null, \"ratio\": null}");
+      std::printf("%s\n", i + 1 < results.size() ? "," : "");
+    }
+    std::printf("  ]\n}\n");
+  }
+  return 0;
+}
+
+void usage() {
+  std::fprintf(stderr,
+               "usage: ditpoc_bench <command> [options]\n"
+               "commands:\n"
+               "  gemm [--threads N] [--json] [--min-time S] [--shape MxNxK]...\n"
+               "      CPU GEMM (bf16 weights) against cblas_sgemm when built with a CBLAS\n");
+}
+
+bool parse_shape(const char* s, GemmShape& out) {
+  long long m, n, k;
+  if (std::sscanf(s, "%lldx%lldx%lld", &m, &n, &k) != 3 || m < 0 || n < 0 || k < 0) return false;
+  out = {m, n, k};
+  return true;
+}
+
+int gemm_main(int argc, char** argv) {
+  GemmBenchOptions opt;
+  for (int i = 0; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--threads" && i + 1 < argc) {
+      opt.threads = std::atoi(argv[++i]);
+    } else if (a == "--json") {
+      opt.json = true;
+    } else if (a == "--min-time" && i + 1 < argc) {
+      opt.min_time = std::atof(argv[++i]);
+    } else if (a == "--shape" && i + 1 < argc) {
+      GemmShape s;
+      if (!parse_shape(argv[++i], s)) {
+        std::fprintf(stderr, "bad --shape '%s' (want MxNxK)\n", argv[i]);
+        return 2;
+      }
+      opt.shapes.push_back(s);
+    } else {
+      std::fprintf(stderr, "gemm: unknown option '%s'\n", a.c_str());
+      usage();
+      return 2;
+    }
+  }
+  return run_gemm_bench(opt);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    usage();
+    return 2;
+  }
+  const std::string cmd = argv[1];
+  if (cmd == "gemm") return gemm_main(argc - 2, argv + 2);
+  if (cmd == "-h" || cmd == "--help") {
+    usage();
+    return 0;
+  }
+  std::fprintf(stderr, "unknown command '%s'\n", cmd.c_str());
+  usage();
+  return 2;
+}

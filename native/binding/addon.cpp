@@ -1,0 +1,480 @@
+// Node-API binding: a thin layer over the engine. Compute runs on libuv worker threads
+// (Promises; the event loop never waits on a forward), typed arrays cross without copies, and
+// every C++ exception becomes a JS Error with the engine's message.
+#include <napi.h>
+
+#include <algorithm>
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "backend.h"
+#include "bf16.h"
+#include "checkpoint.h"
+#include "model_config.h"
+#include "seeding.h"
+#include "weight_transforms.h"
+#include "weights.h"
+
+using namespace ditpoc;
+
+namespace {
+
+// ---- helpers -------------------------------------------------------------------------------
+
+uint32_t to_u32(const Napi::Value& v, const char* what) {
+  if (!v.IsNumber()) throw Napi::TypeError::New(v.Env(), std::string(what) + " must be a number");
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= 0 && d <= 4294967295.0) || d != static_cast<double>(static_cast<uint32_t>(d)))
+    throw Napi::RangeError::New(v.Env(), std::string(what) + " must be an integer in [0, 2^32)");
+  return static_cast<uint32_t>(d);
+}
+
+int64_t to_count(const Napi::Value& v, const char* what, int64_t max) {
+  if (!v.IsNumber()) throw Napi::TypeError::New(v.Env(), std::string(what) + " must be a number");
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= 0 && d <= static_cast<double>(max)) || d != static_cast<double>(static_cast<int64_t>(d)))
+    throw Napi::RangeError::New(v.Env(), std::string(what) + " must be an integer in [0, " +
+                                             std::to_string(max) + "]");
+  return static_cast<int64_t>(d);
+}
+
+Napi::Float32Array f32_array(Napi::Env env, const std::vector<float>& v) {
+  auto a = Napi::Float32Array::New(env, v.size());
+  std::copy(v.begin(), v.end(), a.Data());
+  return a;
+}
+
+Napi::Value get(const Napi::Object& o, const char* key) { return o.Get(key); }
+
+// ---- model registry ------------------------------------------------------------------------
+
+Napi::Object config_to_js(Napi::Env env, const ModelConfig& c) {
+  auto o = Napi::Object::New(env);
+  o.Set("id", c.id);
+  o.Set("dim", c.dim);
+  o.Set("ffnDim", c.ffn_dim);
+  o.Set("numHeads", c.num_heads);
+  o.Set("numLayers", c.num_layers);
+  o.Set("inChannels", c.in_channels);
+  o.Set("outChannels", c.out_channels);
+  auto ex = Napi::Array::New(env, c.experts.size());
+  for (size_t i = 0; i < c.experts.size(); ++i) ex.Set(i, c.experts[i]);
+  o.Set("experts", ex);
+  auto vae = Napi::Array::New(env, 3), patch = Napi::Array::New(env, 3);
+  for (int i = 0; i < 3; ++i) {
+    vae.Set(i, c.vae_stride[i]);
+    patch.Set(i, c.patch[i]);
+  }
+  o.Set("vaeStride", vae);
+  o.Set("patch", patch);
+  o.Set("headDim", c.head_dim);
+  o.Set("textDim", c.text_dim);
+  o.Set("freqDim", c.freq_dim);
+  o.Set("eps", c.eps);
+  o.Set("paramsPerExpert", static_cast<double>(params_per_expert(c)));
+  return o;
+}
+
+Napi::Value Models(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  const auto& all = all_models();
+  auto arr = Napi::Array::New(env, all.size());
+  for (size_t i = 0; i < all.size(); ++i) arr.Set(i, config_to_js(env, all[i]));
+  return arr;
+}
+
+Napi::Value TensorSpecs(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  const auto& cfg = find_model(info[0].As<Napi::String>().Utf8Value());
+  const auto specs = tensor_specs(cfg);
+  auto arr = Napi::Array::New(env, specs.size());
+  for (size_t i = 0; i < specs.size(); ++i) {
+    auto o = Napi::Object::New(env);
+    o.Set("name", specs[i].name);
+    o.Set("diffusersName", diffusers_key(specs[i].name));
+    auto shape = Napi::Array::New(env, specs[i].shape.size());
+    for (size_t j = 0; j < specs[i].shape.size(); ++j) shape.Set(j, static_cast<double>(specs[i].shape[j]));
+    o.Set("shape", shape);
+    arr.Set(i, o);
+  }
+  return arr;
+}
+
+// ---- seeding (exposed so tests can hold the native fills against the TS reference) ---------
+
+constexpr int64_t kMaxSeedFill = int64_t(1) << 28;
+
+Napi::Value Seed32(const Napi::CallbackInfo& info) {
+  if (!info[0].IsString()) throw Napi::TypeError::New(info.Env(), "seed32: string expected");
+  return Napi::Number::New(info.Env(), seed32(info[0].As<Napi::String>().Utf8Value()));
+}
+
+Napi::Value Murmur(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), mm(to_u32(info[0], "key"), to_u32(info[1], "seed")));
+}
+
+Napi::Value Uniform(const Napi::CallbackInfo& info) {
+  const uint32_t seed = to_u32(info[0], "seed");
+  const int64_t n = to_count(info[1], "n", kMaxSeedFill);
+  auto a = Napi::Float32Array::New(info.Env(), n);
+  uniform(seed, n, a.Data());
+  return a;
+}
+
+Napi::Value Normal(const Napi::CallbackInfo& info) {
+  const uint32_t seed = to_u32(info[0], "seed");
+  const int64_t n = to_count(info[1], "n", kMaxSeedFill);
+  auto a = Napi::Float32Array::New(info.Env(), n);
+  normal(seed, n, a.Data());
+  return a;
+}
+
+Napi::Value NormalStrong(const Napi::CallbackInfo& info) {
+  if (!info[0].IsString()) throw Napi::TypeError::New(info.Env(), "normalStrong: string expected");
+  const int64_t n = to_count(info[1], "n", kMaxSeedFill);
+  auto a = Napi::Float32Array::New(info.Env(), n);
+  normal8(sha256_words(info[0].As<Napi::String>().Utf8Value()), n, a.Data());
+  return a;
+}
+
+Napi::Value HouseholderVector(const Napi::CallbackInfo& info) {
+  const uint32_t seed = to_u32(info[0], "seed");
+  const int64_t n = to_count(info[1], "n", kMaxSeedFill);
+  if (n == 0) throw Napi::RangeError::New(info.Env(), "householderVector: n must be positive");
+  return f32_array(info.Env(), householder_vector(seed, n));
+}
+
+// ---- Model ---------------------------------------------------------------------------------
+
+class Model : public Napi::ObjectWrap<Model> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "Model",
+                       {InstanceMethod("forward", &Model::Forward),
+                        InstanceMethod("tensor", &Model::GetTensor),
+                        InstanceMethod("cancel", &Model::Cancel),
+                        InstanceMethod("dispose", &Model::Dispose),
+                        InstanceAccessor("config", &Model::Config, nullptr),
+                        InstanceAccessor("identity", &Model::Identity, nullptr),
+                        InstanceAccessor("backend", &Model::BackendName, nullptr),
+                        InstanceAccessor("threads", &Model::Threads, nullptr),
+                        InstanceAccessor("disposed", &Model::Disposed, nullptr)});
+  }
+
+  explicit Model(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Model>(info) {
+    if (info.Length() != 1 || !info[0].IsExternal())
+      throw Napi::TypeError::New(info.Env(), "Model is created by loadModel()");
+    auto* holder = info[0].As<Napi::External<std::shared_ptr<Backend>>>().Data();
+    backend_ = *holder;
+  }
+
+  std::shared_ptr<Backend> backend(Napi::Env env) const {
+    if (!backend_) throw Napi::Error::New(env, "model is disposed");
+    return backend_;
+  }
+  // A fresh cancel flag per forward, so cancel() stops the forwards in flight and never a
+  // later one.
+  std::shared_ptr<std::atomic<bool>> new_cancel_flag() {
+    auto flag = std::make_shared<std::atomic<bool>>(false);
+    inflight_.erase(std::remove_if(inflight_.begin(), inflight_.end(),
+                                   [](const auto& w) { return w.expired(); }),
+                    inflight_.end());
+    inflight_.push_back(flag);
+    return flag;
+  }
+  void cancel_all() {
+    for (auto& w : inflight_)
+      if (auto f = w.lock()) f->store(true);
+  }
+
+ private:
+  Napi::Value Forward(const Napi::CallbackInfo& info);
+  Napi::Value GetTensor(const Napi::CallbackInfo& info) {
+    auto env = info.Env();
+    auto be = backend(env);
+    const int64_t x = to_count(info[0], "expert", be->config().num_experts() - 1);
+    if (!info[1].IsString()) throw Napi::TypeError::New(env, "tensor name must be a string");
+    const Tensor& t = be->weights().experts[x].at(info[1].As<Napi::String>().Utf8Value());
+    auto a = Napi::Float32Array::New(env, t.data.size());
+    for (size_t i = 0; i < t.data.size(); ++i) a[i] = bf16_to_f32(t.data[i]);
+    return a;
+  }
+  Napi::Value Cancel(const Napi::CallbackInfo& info) {
+    cancel_all();
+    return info.Env().Undefined();
+  }
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    // Running forwards hold their own reference; memory goes when the last one finishes.
+    cancel_all();
+    backend_.reset();
+    return info.Env().Undefined();
+  }
+  Napi::Value Config(const Napi::CallbackInfo& info) { return config_to_js(info.Env(), backend(info.Env())->config()); }
+  Napi::Value Identity(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), backend(info.Env())->weights().identity); }
+  Napi::Value BackendName(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), backend(info.Env())->name()); }
+  Napi::Value Threads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), backend(info.Env())->threads()); }
+  Napi::Value Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !backend_); }
+
+  std::shared_ptr<Backend> backend_;
+  std::vector<std::weak_ptr<std::atomic<bool>>> inflight_;
+};
+
+Napi::FunctionReference* g_model_ctor = nullptr;
+
+// Loads or generates weights off the main thread; progress goes to an optional JS callback.
+class LoadWorker : public Napi::AsyncProgressQueueWorker<std::pair<int64_t, int64_t>> {
+ public:
+  LoadWorker(Napi::Env env, std::string model, std::string weights, std::string seed, int threads,
+             WeightTransform transform, Napi::Function progress)
+      : Napi::AsyncProgressQueueWorker<std::pair<int64_t, int64_t>>(env),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        model_(std::move(model)), weights_(std::move(weights)), seed_(std::move(seed)),
+        threads_(threads), transform_(std::move(transform)) {
+    if (!progress.IsEmpty()) progress_ = Napi::Persistent(progress);
+  }
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+  void Execute(const ExecutionProgress& p) override {
+    try {
+      const ModelConfig& cfg = find_model(model_);
+      ThreadPool pool(threads_);
+      auto report = [&](int64_t done, int64_t total) {
+        const std::pair<int64_t, int64_t> v{done, total};
+        p.Send(&v, 1);
+      };
+      auto w = std::make_shared<ModelWeights>(
+          weights_ == "random" ? random_weights(cfg, seed_, pool, report)
+                               : load_checkpoint(cfg, weights_, pool, report));
+      apply_weight_transform(*w, transform_, pool);
+      backend_ = std::shared_ptr<Backend>(make_cpu_backend(std::move(w), threads_));
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+  void OnProgress(const std::pair<int64_t, int64_t>* data, size_t count) override {
+    if (progress_.IsEmpty() || count == 0) return;
+    const auto& last = data[count - 1];
+    progress_.Call({Napi::Number::New(Env(), static_cast<double>(last.first)),
+                    Napi::Number::New(Env(), static_cast<double>(last.second))});
+  }
+  void OnOK() override {
+    auto env = Env();
+    auto ext = Napi::External<std::shared_ptr<Backend>>::New(env, &backend_);
+    deferred_.Resolve(g_model_ctor->New({ext}));
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  Napi::FunctionReference progress_;
+  std::string model_, weights_, seed_;
+  int threads_;
+  WeightTransform transform_;
+  std::shared_ptr<Backend> backend_;
+};
+
+// loadModel({model, weights: "random" | dir, weightsSeed?, threads?, weightTransform?},
+//           onProgress?) → Promise<Model>
+Napi::Value LoadModel(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  if (!info[0].IsObject()) throw Napi::TypeError::New(env, "loadModel: options object expected");
+  auto o = info[0].As<Napi::Object>();
+  auto str = [&](const char* k, bool required) -> std::string {
+    auto v = get(o, k);
+    if (v.IsUndefined() && !required) return "";
+    if (!v.IsString()) throw Napi::TypeError::New(env, std::string("loadModel: ") + k + " must be a string");
+    return v.As<Napi::String>().Utf8Value();
+  };
+  std::string model = str("model", true), weights = str("weights", true), seed = str("weightsSeed", false);
+  find_model(model);  // unknown ids fail here, synchronously, with the list of known ids
+  if (weights == "random" && seed.empty())
+    throw Napi::TypeError::New(env, "loadModel: random weights need weightsSeed");
+  int threads = 0;
+  if (!get(o, "threads").IsUndefined()) threads = static_cast<int>(to_count(get(o, "threads"), "threads", 1024));
+  const std::string transform_text = str("weightTransform", false);
+  const WeightTransform transform = parse_weight_transform(transform_text.empty() ? "none" : transform_text);
+  Napi::Function progress;
+  if (info.Length() > 1 && info[1].IsFunction()) progress = info[1].As<Napi::Function>();
+  auto* w = new LoadWorker(env, model, weights, seed, threads, transform, progress);
+  auto p = w->promise();
+  w->Queue();
+  return p;
+}
+
+// Runs one batch forward on a worker thread. Keeps the input typed arrays and the output
+// buffer alive (references) while native code reads and writes them in place.
+class ForwardWorker : public Napi::AsyncWorker {
+ public:
+  ForwardWorker(Napi::Env env, std::shared_ptr<Backend> be, std::shared_ptr<std::atomic<bool>> cancel)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), backend_(std::move(be)),
+        cancel_(std::move(cancel)) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+  BatchRequest req;
+  float* out = nullptr;
+  std::vector<Napi::ObjectReference> keep;
+  Napi::ObjectReference output;
+
+  void Execute() override {
+    try {
+      backend_->forward(req, out, cancel_.get());
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+  void OnOK() override { deferred_.Resolve(output.Value()); }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::shared_ptr<Backend> backend_;
+  std::shared_ptr<std::atomic<bool>> cancel_;
+};
+
+const float* borrow_f32(ForwardWorker* w, const Napi::Value& v, size_t expected, const std::string& what) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+    throw Napi::TypeError::New(v.Env(), what + " must be a Float32Array");
+  auto a = v.As<Napi::Float32Array>();
+  if (a.ElementLength() != expected)
+    throw Napi::RangeError::New(v.Env(), what + " has " + std::to_string(a.ElementLength()) +
+                                             " elements, expected " + std::to_string(expected));
+  w->keep.push_back(Napi::Persistent(v.As<Napi::Object>()));
+  return a.Data();
+}
+
+// forward({grid:[F,H,W], ctxLen, precision?: "bf16"|"fp32", householderSeeds: Uint32Array,
+//          nonces: [{latentSeed, latentWords?: Uint32Array(8), contextSeed, latent?, context?,
+//                    timestep, experts: Uint8Array}]}, out?: Float32Array) → Promise<Float32Array>
+Napi::Value Model::Forward(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  auto be = backend(env);
+  const ModelConfig& cfg = be->config();
+  if (!info[0].IsObject()) throw Napi::TypeError::New(env, "forward: request object expected");
+  auto o = info[0].As<Napi::Object>();
+  auto* w = new ForwardWorker(env, be, new_cancel_flag());
+  try {
+    BatchRequest& req = w->req;
+    auto grid = get(o, "grid");
+    if (!grid.IsArray() || grid.As<Napi::Array>().Length() != 3)
+      throw Napi::TypeError::New(env, "forward: grid must be [F, H, W]");
+    auto ga = grid.As<Napi::Array>();
+    req.grid.frames = static_cast<int>(to_count(ga.Get(0u), "grid[0]", 1024));
+    req.grid.height = static_cast<int>(to_count(ga.Get(1u), "grid[1]", 1024));
+    req.grid.width = static_cast<int>(to_count(ga.Get(2u), "grid[2]", 1024));
+    req.ctx_len = static_cast<int>(to_count(get(o, "ctxLen"), "ctxLen", 4096));
+    auto prec = get(o, "precision");
+    if (!prec.IsUndefined()) {
+      const std::string p = prec.IsString() ? prec.As<Napi::String>().Utf8Value() : "";
+      if (p == "bf16") req.precision = Precision::Bf16;
+      else if (p == "fp32") req.precision = Precision::Fp32;
+      else throw Napi::TypeError::New(env, "forward: precision must be \"bf16\" or \"fp32\"");
+    }
+    auto hs = get(o, "householderSeeds");
+    if (!hs.IsTypedArray() || hs.As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array)
+      throw Napi::TypeError::New(env, "forward: householderSeeds must be a Uint32Array");
+    auto hsa = hs.As<Napi::Uint32Array>();
+    req.householder_seeds.assign(hsa.Data(), hsa.Data() + hsa.ElementLength());
+    auto nonces = get(o, "nonces");
+    if (!nonces.IsArray()) throw Napi::TypeError::New(env, "forward: nonces must be an array");
+    auto na = nonces.As<Napi::Array>();
+    const size_t latent_size = static_cast<size_t>(cfg.in_channels) * req.grid.frames *
+                               cfg.patch[1] * req.grid.height * cfg.patch[2] * req.grid.width;
+    const size_t context_size = static_cast<size_t>(req.ctx_len) * cfg.text_dim;
+    for (uint32_t i = 0; i < na.Length(); ++i) {
+      if (!na.Get(i).IsObject()) throw Napi::TypeError::New(env, "forward: nonces[] must be objects");
+      auto n = na.Get(i).As<Napi::Object>();
+      const std::string where = "nonces[" + std::to_string(i) + "].";
+      NonceInput in;
+      if (!get(n, "latent").IsUndefined()) in.latent = borrow_f32(w, get(n, "latent"), latent_size, where + "latent");
+      else in.latent_seed = to_u32(get(n, "latentSeed"), (where + "latentSeed").c_str());
+      auto words = get(n, "latentWords");
+      if (!words.IsUndefined() && !words.IsNull()) {
+        if (!words.IsTypedArray() || words.As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array ||
+            words.As<Napi::Uint32Array>().ElementLength() != 8)
+          throw Napi::TypeError::New(env, where + "latentWords must be a Uint32Array of 8 words");
+        auto wa = words.As<Napi::Uint32Array>();
+        in.latent_strong = true;
+        std::copy(wa.Data(), wa.Data() + 8, in.latent_words.begin());
+      }
+      if (!get(n, "context").IsUndefined()) in.context = borrow_f32(w, get(n, "context"), context_size, where + "context");
+      else in.context_seed = to_u32(get(n, "contextSeed"), (where + "contextSeed").c_str());
+      in.timestep = static_cast<int>(to_count(get(n, "timestep"), (where + "timestep").c_str(), 999));
+      auto ex = get(n, "experts");
+      if (!ex.IsTypedArray() || ex.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+        throw Napi::TypeError::New(env, where + "experts must be a Uint8Array");
+      auto ea = ex.As<Napi::Uint8Array>();
+      in.experts.assign(ea.Data(), ea.Data() + ea.ElementLength());
+      req.nonces.push_back(std::move(in));
+    }
+    auto skip = get(o, "skipLayers");
+    if (!skip.IsUndefined()) {
+      if (!skip.IsTypedArray() || skip.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+        throw Napi::TypeError::New(env, "forward: skipLayers must be a Uint8Array");
+      auto sa = skip.As<Napi::Uint8Array>();
+      req.skip_layers.assign(sa.Data(), sa.Data() + sa.ElementLength());
+    }
+    validate_request(cfg, req);
+    const size_t out_size = req.nonces.size() * static_cast<size_t>(be->output_size(req.grid));
+    Napi::Float32Array out;
+    if (info.Length() > 1 && !info[1].IsUndefined()) {
+      if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+        throw Napi::TypeError::New(env, "forward: out must be a Float32Array");
+      out = info[1].As<Napi::Float32Array>();
+      if (out.ElementLength() != out_size)
+        throw Napi::RangeError::New(env, "forward: out has " + std::to_string(out.ElementLength()) +
+                                             " elements, expected " + std::to_string(out_size));
+    } else {
+      out = Napi::Float32Array::New(env, out_size);
+    }
+    w->out = out.Data();
+    w->output = Napi::Persistent(out.As<Napi::Object>());
+  } catch (const Napi::Error&) {
+    delete w;
+    throw;
+  } catch (const std::exception& e) {
+    delete w;
+    throw Napi::Error::New(env, e.what());
+  }
+  auto p = w->promise();
+  w->Queue();
+  return p;
+}
+
+Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  auto o = Napi::Object::New(env);
+  auto backends = Napi::Array::New(env, 1);
+  backends.Set(0u, "cpu");
+  o.Set("backends", backends);
+  o.Set("hardwareThreads", std::thread::hardware_concurrency());
+#ifdef __AVX512F__
+  o.Set("simd", "avx512");
+#elif defined(__AVX2__)
+  o.Set("simd", "avx2");
+#else
+  o.Set("simd", "generic");
+#endif
+  return o;
+}
+
+}  // namespace
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  Napi::Function ctor = Model::Init(env);
+  g_model_ctor = new Napi::FunctionReference(Napi::Persistent(ctor));
+  env.SetInstanceData(g_model_ctor);
+  exports.Set("Model", ctor);
+  exports.Set("loadModel", Napi::Function::New(env, LoadModel));
+  exports.Set("models", Napi::Function::New(env, Models));
+  exports.Set("tensorSpecs", Napi::Function::New(env, TensorSpecs));
+  exports.Set("buildInfo", Napi::Function::New(env, BuildInfo));
+  exports.Set("seed32", Napi::Function::New(env, Seed32));
+  exports.Set("murmur", Napi::Function::New(env, Murmur));
+  exports.Set("uniform", Napi::Function::New(env, Uniform));
+  exports.Set("normal", Napi::Function::New(env, Normal));
+  exports.Set("normalStrong", Napi::Function::New(env, NormalStrong));
+  exports.Set("householderVector", Napi::Function::New(env, HouseholderVector));
+  return exports;
+}
+
+NODE_API_MODULE(ditpoc, Init)

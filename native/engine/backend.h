@@ -1,0 +1,80 @@
+// What a backend computes: the SPEC §5 nonce forward (steps 1–8) for a batch of nonces.
+// The coordinator derives the seeds (src/inputs); backends fill tensors from them and run the
+// model. CPU is always built; CUDA (kernels/) plugs in behind the same interface.
+#pragma once
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "weights.h"
+
+namespace ditpoc {
+
+struct Grid {
+  int frames = 0, height = 0, width = 0;  // latent-patch grid [F, H, W]
+  int64_t tokens() const { return static_cast<int64_t>(frames) * height * width; }
+};
+
+enum class Precision {
+  Bf16,  // SPEC §7: GEMM and attention inputs rounded to bf16, fp32 everything else
+  Fp32,  // no input rounding (more precise; used to check against float64 references)
+};
+
+struct NonceInput {
+  // Seeds of SPEC §5 steps 1–2; ignored for the tensors given explicitly below.
+  uint32_t latent_seed = 0;
+  bool latent_strong = false;               // N8 over latent_words instead of N(latent_seed)
+  std::array<uint32_t, 8> latent_words{};
+  uint32_t context_seed = 0;
+  // Explicit tensors (tests, tools): latent [C_in, F, 2H, 2W], context [ctx_len, text_dim].
+  const float* latent = nullptr;
+  const float* context = nullptr;
+  int timestep = 0;                         // 0..999
+  std::vector<uint8_t> experts;             // routing bit per layer
+};
+
+struct BatchRequest {
+  Grid grid;
+  int ctx_len = 0;
+  std::vector<NonceInput> nonces;
+  std::vector<uint32_t> householder_seeds;  // per layer: seed32(block_hash + "_layer_i_householder")
+  Precision precision = Precision::Bf16;
+  // Deviation for calibration and cheat tests: 1 = the layer's block is skipped (its
+  // reflection still applies). Empty = none skipped, as the protocol requires.
+  std::vector<uint8_t> skip_layers;
+};
+
+// Thrown when a cancel flag stops a forward between layers.
+struct Cancelled : std::runtime_error {
+  Cancelled() : std::runtime_error("forward cancelled") {}
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+  virtual int threads() const = 0;
+  // Output length per nonce: L · 4 · C_out.
+  int64_t output_size(const Grid& grid) const;
+  // Writes y for every nonce, row-major [nonces, output_size]. Throws std::invalid_argument
+  // for a malformed request and Cancelled when *cancel becomes true.
+  virtual void forward(const BatchRequest& req, float* out,
+                       const std::atomic<bool>* cancel = nullptr) = 0;
+  const ModelConfig& config() const { return *weights_->config; }
+  const ModelWeights& weights() const { return *weights_; }
+
+ protected:
+  explicit Backend(std::shared_ptr<const ModelWeights> w) : weights_(std::move(w)) {}
+  std::shared_ptr<const ModelWeights> weights_;
+};
+
+// Checks a request against the model: grid, ctx_len, routing lengths, timesteps, seeds.
+void validate_request(const ModelConfig& cfg, const BatchRequest& req);
+
+std::unique_ptr<Backend> make_cpu_backend(std::shared_ptr<const ModelWeights> weights, int threads);
+
+}  // namespace ditpoc

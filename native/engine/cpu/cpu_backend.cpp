@@ -1,0 +1,346 @@
+// The CPU backend: SPEC §5 steps 1–8 for a batch of nonces, nonces routed to the same expert
+// at a layer sharing one GEMM per projection.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "../backend.h"
+#include "../bf16.h"
+#include "../seeding.h"
+#include "gemm.h"
+#include "ops.h"
+
+namespace ditpoc {
+
+namespace {
+
+using cpu::PackedWeight;
+
+std::vector<float> to_f32(const Tensor& t) {
+  std::vector<float> out(t.data.size());
+  for (size_t i = 0; i < out.size(); ++i) out[i] = bf16_to_f32(t.data[i]);
+  return out;
+}
+
+struct Linear {
+  PackedWeight w;
+  std::vector<float> b;
+};
+
+Linear make_linear(const ExpertWeights& ew, const std::string& prefix) {
+  const Tensor& w = ew.at(prefix + ".weight");
+  const int64_t n = w.shape[0];
+  const int64_t k = w.numel() / n;  // conv weights flatten to [out, in·kernel]
+  return Linear{PackedWeight::pack(w.data.data(), n, k), to_f32(ew.at(prefix + ".bias"))};
+}
+
+struct Block {
+  std::vector<float> modulation;  // [6, D]
+  Linear sq, sk, sv, so, cq, ck, cv, co, ffn0, ffn2;
+  std::vector<float> s_norm_q, s_norm_k, c_norm_q, c_norm_k, norm3_w, norm3_b;
+};
+
+struct Expert {
+  std::vector<Block> blocks;
+  Linear patch, text0, text2, time0, time2, time_proj, head;
+  std::vector<float> head_modulation;  // [2, D]
+};
+
+Expert prepare_expert(const ModelConfig& cfg, const ExpertWeights& ew, ThreadPool& pool) {
+  Expert x;
+  x.blocks.resize(cfg.num_layers);
+  pool.parallel_for(cfg.num_layers, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const std::string p = "blocks." + std::to_string(i) + ".";
+      Block& bl = x.blocks[i];
+      bl.modulation = to_f32(ew.at(p + "modulation"));
+      bl.sq = make_linear(ew, p + "self_attn.q");
+      bl.sk = make_linear(ew, p + "self_attn.k");
+      bl.sv = make_linear(ew, p + "self_attn.v");
+      bl.so = make_linear(ew, p + "self_attn.o");
+      bl.cq = make_linear(ew, p + "cross_attn.q");
+      bl.ck = make_linear(ew, p + "cross_attn.k");
+      bl.cv = make_linear(ew, p + "cross_attn.v");
+      bl.co = make_linear(ew, p + "cross_attn.o");
+      bl.ffn0 = make_linear(ew, p + "ffn.0");
+      bl.ffn2 = make_linear(ew, p + "ffn.2");
+      bl.s_norm_q = to_f32(ew.at(p + "self_attn.norm_q.weight"));
+      bl.s_norm_k = to_f32(ew.at(p + "self_attn.norm_k.weight"));
+      bl.c_norm_q = to_f32(ew.at(p + "cross_attn.norm_q.weight"));
+      bl.c_norm_k = to_f32(ew.at(p + "cross_attn.norm_k.weight"));
+      bl.norm3_w = to_f32(ew.at(p + "norm3.weight"));
+      bl.norm3_b = to_f32(ew.at(p + "norm3.bias"));
+    }
+  });
+  x.patch = make_linear(ew, "patch_embedding");
+  x.text0 = make_linear(ew, "text_embedding.0");
+  x.text2 = make_linear(ew, "text_embedding.2");
+  x.time0 = make_linear(ew, "time_embedding.0");
+  x.time2 = make_linear(ew, "time_embedding.2");
+  x.time_proj = make_linear(ew, "time_projection.1");
+  x.head = make_linear(ew, "head.head");
+  x.head_modulation = to_f32(ew.at("head.modulation"));
+  return x;
+}
+
+// Per nonce and expert used: the time embedding e [D], its projection e0 [6, D] and the
+// embedded text context [ctx_len, D].
+struct Conditioning {
+  std::vector<float> e, e0, ctx;
+};
+
+class CpuBackend final : public Backend {
+ public:
+  CpuBackend(std::shared_ptr<const ModelWeights> w, int threads)
+      : Backend(std::move(w)), pool_(threads) {
+    check_weights_complete(*weights_);
+    for (const auto& ew : weights_->experts) experts_.push_back(prepare_expert(config(), ew, pool_));
+  }
+
+  std::string name() const override { return "cpu"; }
+  int threads() const override { return pool_.size(); }
+
+  void forward(const BatchRequest& req, float* out, const std::atomic<bool>* cancel) override;
+
+ private:
+  int expert_of(uint8_t bit) const { return config().num_experts() == 1 ? 0 : bit; }
+  void gemm(const float* a, int64_t m, const Linear& l, float* c, bool round) {
+    cpu::gemm(a, l.w.k(), m, l.w, l.b.data(), c, l.w.n(), round, pool_);
+  }
+  void run_block(const Block& bl, float* x, const std::vector<const Conditioning*>& cond,
+                 int64_t L, int ctx_len, const cpu::RopeTable& rope, bool round);
+
+  ThreadPool pool_;
+  std::vector<Expert> experts_;
+};
+
+void CpuBackend::run_block(const Block& bl, float* x, const std::vector<const Conditioning*>& cond,
+                           int64_t L, int ctx_len, const cpu::RopeTable& rope, bool round) {
+  const ModelConfig& cfg = config();
+  const int D = cfg.dim, F = cfg.ffn_dim, H = cfg.num_heads, hd = cfg.head_dim;
+  const int64_t G = static_cast<int64_t>(cond.size()), M = G * L, Mc = G * ctx_len;
+  const double eps = cfg.eps;
+
+  // Modulation rows per nonce: m = modulation + e0 (fp32), six vectors of D.
+  std::vector<float> mod(static_cast<size_t>(G) * 6 * D);
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t i = 0; i < 6 * D; ++i) mod[g * 6 * D + i] = bl.modulation[i] + cond[g]->e0[i];
+  auto mrow = [&](int k) { return mod.data() + static_cast<int64_t>(k) * D; };
+  const int64_t mstride = 6 * D;
+
+  std::vector<float> h(M * D), q(M * D), k(M * D), v(M * D), a(M * D), o(M * D);
+  // Self-attention.
+  cpu::layernorm_modulate(x, M, D, eps, mrow(0), mrow(1), mstride, L, h.data(), pool_);
+  gemm(h.data(), M, bl.sq, q.data(), round);
+  gemm(h.data(), M, bl.sk, k.data(), round);
+  gemm(h.data(), M, bl.sv, v.data(), round);
+  cpu::rmsnorm_inplace(q.data(), M, D, eps, bl.s_norm_q.data(), pool_);
+  cpu::rmsnorm_inplace(k.data(), M, D, eps, bl.s_norm_k.data(), pool_);
+  cpu::rope_inplace(q.data(), M, H, hd, rope, pool_);
+  cpu::rope_inplace(k.data(), M, H, hd, rope, pool_);
+  if (round)
+    for (auto* t : {&q, &k, &v}) cpu::round_bf16_inplace(t->data(), M * D, pool_);
+  cpu::attention(q.data(), k.data(), v.data(), G, L, L, H, hd, a.data(), pool_);
+  gemm(a.data(), M, bl.so, o.data(), round);
+  cpu::residual_add(x, o.data(), mrow(2), mstride, M, D, L, pool_);
+
+  // Cross-attention to the nonce's own text context (no RoPE, no gate).
+  cpu::layernorm_affine(x, M, D, eps, bl.norm3_w.data(), bl.norm3_b.data(), h.data(), pool_);
+  gemm(h.data(), M, bl.cq, q.data(), round);
+  cpu::rmsnorm_inplace(q.data(), M, D, eps, bl.c_norm_q.data(), pool_);
+  std::vector<float> ctx(Mc * D), ck(Mc * D), cv(Mc * D);
+  for (int64_t g = 0; g < G; ++g)
+    std::memcpy(ctx.data() + g * ctx_len * D, cond[g]->ctx.data(), sizeof(float) * ctx_len * D);
+  gemm(ctx.data(), Mc, bl.ck, ck.data(), round);
+  gemm(ctx.data(), Mc, bl.cv, cv.data(), round);
+  cpu::rmsnorm_inplace(ck.data(), Mc, D, eps, bl.c_norm_k.data(), pool_);
+  if (round)
+    for (auto* t : {&q, &ck, &cv}) cpu::round_bf16_inplace(t->data(), static_cast<int64_t>(t->size()), pool_);
+  cpu::attention(q.data(), ck.data(), cv.data(), G, L, ctx_len, H, hd, a.data(), pool_);
+  gemm(a.data(), M, bl.co, o.data(), round);
+  cpu::residual_add(x, o.data(), nullptr, 0, M, D, L, pool_);
+
+  // Feed-forward.
+  cpu::layernorm_modulate(x, M, D, eps, mrow(3), mrow(4), mstride, L, h.data(), pool_);
+  std::vector<float> f(M * F);
+  gemm(h.data(), M, bl.ffn0, f.data(), round);
+  cpu::gelu_tanh_inplace(f.data(), M * F, pool_);
+  gemm(f.data(), M, bl.ffn2, o.data(), round);
+  cpu::residual_add(x, o.data(), mrow(5), mstride, M, D, L, pool_);
+}
+
+void CpuBackend::forward(const BatchRequest& req, float* out, const std::atomic<bool>* cancel) {
+  const ModelConfig& cfg = config();
+  validate_request(cfg, req);
+  const int64_t B = static_cast<int64_t>(req.nonces.size());
+  if (B == 0) return;
+  const int D = cfg.dim;
+  const int64_t L = req.grid.tokens();
+  const int Lc = req.ctx_len;
+  const bool round = req.precision == Precision::Bf16;
+  const int64_t latent_size = static_cast<int64_t>(cfg.in_channels) * req.grid.frames *
+                              (cfg.patch[1] * req.grid.height) * (cfg.patch[2] * req.grid.width);
+  auto check_cancel = [&] {
+    if (cancel && cancel->load(std::memory_order_relaxed)) throw Cancelled();
+  };
+
+  // Steps 1–5: inputs and per-expert conditioning for each nonce.
+  std::vector<std::vector<Conditioning>> cond(B, std::vector<Conditioning>(cfg.num_experts()));
+  std::vector<std::vector<float>> latents(B);
+  std::vector<float> context;
+  for (int x = 0; x < cfg.num_experts(); ++x) {
+    std::vector<int64_t> users;
+    for (int64_t b = 0; b < B; ++b)
+      for (auto r : req.nonces[b].experts)
+        if (expert_of(r) == x) { users.push_back(b); break; }
+    if (users.empty()) continue;
+    const Expert& ex = experts_[x];
+    const int64_t G = static_cast<int64_t>(users.size());
+    // Time embedding and projection, fp32 inputs (the official time MLPs run in fp32).
+    std::vector<float> sin_emb(G * cfg.freq_dim), t1(G * D), e(G * D), e_silu(G * D), e0(G * 6 * D);
+    for (int64_t g = 0; g < G; ++g)
+      cpu::timestep_sinusoid(req.nonces[users[g]].timestep, cfg.freq_dim, sin_emb.data() + g * cfg.freq_dim);
+    gemm(sin_emb.data(), G, ex.time0, t1.data(), false);
+    cpu::silu_inplace(t1.data(), G * D, pool_);
+    gemm(t1.data(), G, ex.time2, e.data(), false);
+    e_silu = e;
+    cpu::silu_inplace(e_silu.data(), G * D, pool_);
+    gemm(e_silu.data(), G, ex.time_proj, e0.data(), false);
+    // Text embedding (bf16 GEMM inputs), one nonce at a time to bound memory.
+    std::vector<float> c(static_cast<size_t>(Lc) * cfg.text_dim), c1(static_cast<size_t>(Lc) * D);
+    for (int64_t g = 0; g < G; ++g) {
+      const NonceInput& n = req.nonces[users[g]];
+      Conditioning& cd = cond[users[g]][x];
+      cd.e.assign(e.begin() + g * D, e.begin() + (g + 1) * D);
+      cd.e0.assign(e0.begin() + g * 6 * D, e0.begin() + (g + 1) * 6 * D);
+      const float* cptr = n.context;
+      if (!cptr) {
+        normal(n.context_seed, static_cast<int64_t>(c.size()), c.data(), &pool_);
+        cptr = c.data();
+      }
+      cd.ctx.resize(static_cast<size_t>(Lc) * D);
+      gemm(cptr, Lc, ex.text0, c1.data(), round);
+      cpu::gelu_tanh_inplace(c1.data(), static_cast<int64_t>(c1.size()), pool_);
+      gemm(c1.data(), Lc, ex.text2, cd.ctx.data(), round);
+    }
+    check_cancel();
+  }
+
+  // Step 6: patch embedding with each nonce's first-layer expert.
+  const int pt = cfg.patch[0], ph = cfg.patch[1], pw = cfg.patch[2];
+  const int P = cfg.patch_in();
+  const int Fz = req.grid.frames * pt, Hz = req.grid.height * ph, Wz = req.grid.width * pw;
+  std::vector<float> xs(B * L * D), patches(B * L * P), latent;
+  for (int64_t b = 0; b < B; ++b) {
+    const NonceInput& n = req.nonces[b];
+    const float* z = n.latent;
+    if (!z) {
+      latent.resize(static_cast<size_t>(latent_size));
+      if (n.latent_strong) normal8(n.latent_words, latent_size, latent.data(), &pool_);
+      else normal(n.latent_seed, latent_size, latent.data(), &pool_);
+      z = latent.data();
+    }
+    // Patch vector order (c, pt, ph, pw), c slowest: the Conv3d weight [D, C_in, pt, ph, pw].
+    int64_t tok = 0;
+    for (int f = 0; f < req.grid.frames; ++f)
+      for (int hh = 0; hh < req.grid.height; ++hh)
+        for (int ww = 0; ww < req.grid.width; ++ww, ++tok) {
+          float* dst = patches.data() + (b * L + tok) * P;
+          int idx = 0;
+          for (int c = 0; c < cfg.in_channels; ++c)
+            for (int a = 0; a < pt; ++a)
+              for (int i = 0; i < ph; ++i)
+                for (int j = 0; j < pw; ++j)
+                  dst[idx++] = z[((static_cast<int64_t>(c) * Fz + f * pt + a) * Hz + hh * ph + i) * Wz +
+                                 ww * pw + j];
+        }
+  }
+
+  // Runs fn(expert, member nonces) for each expert chosen by route(b), over gathered rows.
+  std::vector<float> gathered;
+  auto by_expert = [&](auto route, int64_t row_width, float* rows,
+                       const std::function<void(int, const std::vector<int64_t>&, float*)>& fn) {
+    for (int x = 0; x < cfg.num_experts(); ++x) {
+      std::vector<int64_t> members;
+      for (int64_t b = 0; b < B; ++b)
+        if (route(b) == x) members.push_back(b);
+      if (members.empty()) continue;
+      if (static_cast<int64_t>(members.size()) == B) {
+        fn(x, members, rows);
+        continue;
+      }
+      const int64_t chunk = L * row_width;
+      gathered.resize(members.size() * chunk);
+      for (size_t g = 0; g < members.size(); ++g)
+        std::memcpy(gathered.data() + g * chunk, rows + members[g] * chunk, sizeof(float) * chunk);
+      fn(x, members, gathered.data());
+      for (size_t g = 0; g < members.size(); ++g)
+        std::memcpy(rows + members[g] * chunk, gathered.data() + g * chunk, sizeof(float) * chunk);
+    }
+  };
+
+  for (int x = 0; x < cfg.num_experts(); ++x) {
+    std::vector<int64_t> members;
+    for (int64_t b = 0; b < B; ++b)
+      if (expert_of(req.nonces[b].experts[0]) == x) members.push_back(b);
+    if (members.empty()) continue;
+    std::vector<float> pin(members.size() * L * P), pout(members.size() * L * D);
+    for (size_t g = 0; g < members.size(); ++g)
+      std::memcpy(pin.data() + g * L * P, patches.data() + members[g] * L * P, sizeof(float) * L * P);
+    gemm(pin.data(), static_cast<int64_t>(members.size()) * L, experts_[x].patch, pout.data(), round);
+    for (size_t g = 0; g < members.size(); ++g)
+      std::memcpy(xs.data() + members[g] * L * D, pout.data() + g * L * D, sizeof(float) * L * D);
+  }
+
+  // Step 7: blocks with per-layer routing, then the seeded Householder reflection.
+  const cpu::RopeTable rope =
+      cpu::make_rope_table(req.grid.frames, req.grid.height, req.grid.width, cfg.head_dim);
+  for (int i = 0; i < cfg.num_layers; ++i) {
+    check_cancel();
+    if (!req.skip_layers.empty() && req.skip_layers[i]) {
+      cpu::reflect_rows(xs.data(), B * L, D, householder_vector(req.householder_seeds[i], D).data(), pool_);
+      continue;
+    }
+    by_expert([&](int64_t b) { return expert_of(req.nonces[b].experts[i]); }, D, xs.data(),
+              [&](int x, const std::vector<int64_t>& members, float* rows) {
+                std::vector<const Conditioning*> c;
+                for (auto b : members) c.push_back(&cond[b][x]);
+                run_block(experts_[x].blocks[i], rows, c, L, Lc, rope, round);
+              });
+    const std::vector<float> w = householder_vector(req.householder_seeds[i], D);
+    cpu::reflect_rows(xs.data(), B * L, D, w.data(), pool_);
+  }
+
+  // Step 8: the head of the last layer's expert, all in fp32.
+  const int last = cfg.num_layers - 1;
+  const int64_t out_w = cfg.head_out();
+  for (int x = 0; x < cfg.num_experts(); ++x) {
+    std::vector<int64_t> members;
+    for (int64_t b = 0; b < B; ++b)
+      if (expert_of(req.nonces[b].experts[last]) == x) members.push_back(b);
+    if (members.empty()) continue;
+    const int64_t G = static_cast<int64_t>(members.size());
+    std::vector<float> shift(G * D), scale(G * D), hin(G * L * D), hout(G * L * out_w);
+    for (int64_t g = 0; g < G; ++g) {
+      const auto& e = cond[members[g]][x].e;
+      for (int j = 0; j < D; ++j) {
+        shift[g * D + j] = experts_[x].head_modulation[j] + e[j];
+        scale[g * D + j] = experts_[x].head_modulation[D + j] + e[j];
+      }
+      std::memcpy(hin.data() + g * L * D, xs.data() + members[g] * L * D, sizeof(float) * L * D);
+    }
+    cpu::layernorm_modulate(hin.data(), G * L, D, cfg.eps, shift.data(), scale.data(), D, L,
+                            hin.data(), pool_);
+    gemm(hin.data(), G * L, experts_[x].head, hout.data(), false);
+    for (int64_t g = 0; g < G; ++g)
+      std::memcpy(out + members[g] * L * out_w, hout.data() + g * L * out_w, sizeof(float) * L * out_w);
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(std::shared_ptr<const ModelWeights> weights, int threads) {
+  return std::make_unique<CpuBackend>(std::move(weights), threads);
+}
+
+}  // namespace ditpoc

@@ -1,0 +1,255 @@
+#include "ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "../bf16.h"
+
+namespace ditpoc::cpu {
+
+namespace {
+
+// Work split for cheap element-wise loops: chunks of rows large enough to amortise a dispatch.
+void rows_parallel(ThreadPool& pool, int64_t rows, int64_t cost_per_row,
+                   const std::function<void(int64_t, int64_t)>& fn) {
+  if (rows * cost_per_row < 16384) {
+    fn(0, rows);
+    return;
+  }
+  pool.parallel_for(rows, fn);
+}
+
+void mean_rstd(const float* x, int dim, double eps, double* mean, double* rstd) {
+  double s = 0;
+  for (int i = 0; i < dim; ++i) s += x[i];
+  const double m = s / dim;
+  double v = 0;
+  for (int i = 0; i < dim; ++i) {
+    const double d = x[i] - m;
+    v += d * d;
+  }
+  *mean = m;
+  *rstd = 1.0 / std::sqrt(v / dim + eps);
+}
+
+}  // namespace
+
+void layernorm_modulate(const float* x, int64_t rows, int dim, double eps, const float* shift,
+                        const float* scale, int64_t mod_stride, int64_t rows_per_group, float* out,
+                        ThreadPool& pool) {
+  rows_parallel(pool, rows, dim, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      const float* xr = x + r * dim;
+      const int64_t g = r / rows_per_group;
+      const float* sh = shift + g * mod_stride;
+      const float* sc = scale + g * mod_stride;
+      double mean, rstd;
+      mean_rstd(xr, dim, eps, &mean, &rstd);
+      float* o = out + r * dim;
+      for (int i = 0; i < dim; ++i)
+        o[i] = static_cast<float>((xr[i] - mean) * rstd) * (1.0f + sc[i]) + sh[i];
+    }
+  });
+}
+
+void layernorm_affine(const float* x, int64_t rows, int dim, double eps, const float* weight,
+                      const float* bias, float* out, ThreadPool& pool) {
+  rows_parallel(pool, rows, dim, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      const float* xr = x + r * dim;
+      double mean, rstd;
+      mean_rstd(xr, dim, eps, &mean, &rstd);
+      float* o = out + r * dim;
+      for (int i = 0; i < dim; ++i)
+        o[i] = static_cast<float>((xr[i] - mean) * rstd) * weight[i] + bias[i];
+    }
+  });
+}
+
+void rmsnorm_inplace(float* x, int64_t rows, int dim, double eps, const float* weight,
+                     ThreadPool& pool) {
+  rows_parallel(pool, rows, dim, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      float* xr = x + r * dim;
+      double ss = 0;
+      for (int i = 0; i < dim; ++i) ss += double(xr[i]) * xr[i];
+      const double inv = 1.0 / std::sqrt(ss / dim + eps);
+      for (int i = 0; i < dim; ++i) xr[i] = static_cast<float>(xr[i] * inv) * weight[i];
+    }
+  });
+}
+
+RopeTable make_rope_table(int frames, int height, int width, int head_dim, double theta) {
+  RopeTable t;
+  t.tokens = static_cast<int64_t>(frames) * height * width;
+  t.pairs = head_dim / 2;
+  const int hw_pairs = head_dim / 6;                 // ⌊d/6⌋ pairs each for height and width
+  const int f_pairs = t.pairs - 2 * hw_pairs;        // the rest for frames
+  // Band widths in real elements: 2·pairs. Pair j of a band of width n turns at theta^(−2j/n).
+  std::vector<double> omega(t.pairs);
+  std::vector<int> axis(t.pairs);
+  for (int j = 0; j < t.pairs; ++j) {
+    int band_j, band_pairs;
+    if (j < f_pairs) { band_j = j; band_pairs = f_pairs; axis[j] = 0; }
+    else if (j < f_pairs + hw_pairs) { band_j = j - f_pairs; band_pairs = hw_pairs; axis[j] = 1; }
+    else { band_j = j - f_pairs - hw_pairs; band_pairs = hw_pairs; axis[j] = 2; }
+    omega[j] = std::pow(theta, -2.0 * band_j / (2.0 * band_pairs));
+  }
+  t.cos.resize(static_cast<size_t>(t.tokens * t.pairs));
+  t.sin.resize(t.cos.size());
+  int64_t tok = 0;
+  for (int f = 0; f < frames; ++f)
+    for (int h = 0; h < height; ++h)
+      for (int w = 0; w < width; ++w, ++tok) {
+        const int pos[3] = {f, h, w};
+        for (int j = 0; j < t.pairs; ++j) {
+          const double a = pos[axis[j]] * omega[j];
+          t.cos[tok * t.pairs + j] = static_cast<float>(std::cos(a));
+          t.sin[tok * t.pairs + j] = static_cast<float>(std::sin(a));
+        }
+      }
+  return t;
+}
+
+void rope_inplace(float* x, int64_t rows, int heads, int head_dim, const RopeTable& table,
+                  ThreadPool& pool) {
+  const int64_t width = static_cast<int64_t>(heads) * head_dim;
+  rows_parallel(pool, rows, width, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      const int64_t tok = r % table.tokens;
+      const float* c = table.cos.data() + tok * table.pairs;
+      const float* s = table.sin.data() + tok * table.pairs;
+      for (int h = 0; h < heads; ++h) {
+        float* p = x + r * width + static_cast<int64_t>(h) * head_dim;
+        for (int j = 0; j < table.pairs; ++j) {
+          const float a = p[2 * j], bb = p[2 * j + 1];
+          p[2 * j] = a * c[j] - bb * s[j];
+          p[2 * j + 1] = a * s[j] + bb * c[j];
+        }
+      }
+    }
+  });
+}
+
+void round_bf16_inplace(float* x, int64_t n, ThreadPool& pool) {
+  rows_parallel(pool, n, 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) x[i] = round_bf16(x[i]);
+  });
+}
+
+namespace {
+
+// Dot product of two head vectors with 16 independent fp32 lanes reduced in a fixed order:
+// vectorises without -ffast-math and gives the same bits everywhere it is called.
+inline float dot_lanes(const float* a, const float* b, int n) {
+  float acc[16] = {0};
+  int i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int l = 0; l < 16; ++l) acc[l] += a[i + l] * b[i + l];
+  for (; i < n; ++i) acc[i & 15] += a[i] * b[i];
+  for (int w = 8; w >= 1; w /= 2)
+    for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
+  return acc[0];
+}
+
+}  // namespace
+
+void attention(const float* q, const float* k, const float* v, int64_t groups, int64_t lq,
+               int64_t lk, int heads, int head_dim, float* out, ThreadPool& pool) {
+  const int64_t width = static_cast<int64_t>(heads) * head_dim;
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim)));
+  // One work item = (group, head, block of queries); each query row is computed wholly by one
+  // thread.
+  const int64_t q_block = 16;
+  const int64_t q_blocks = (lq + q_block - 1) / q_block;
+  const int64_t items = groups * heads * q_blocks;
+  pool.parallel_for(items, [&](int64_t b, int64_t e) {
+    std::vector<float> p(static_cast<size_t>(lk));
+    std::vector<float> acc(static_cast<size_t>(head_dim));
+    for (int64_t it = b; it < e; ++it) {
+      const int64_t g = it / (heads * q_blocks);
+      const int h = static_cast<int>((it / q_blocks) % heads);
+      const int64_t qb = it % q_blocks;
+      const float* kg = k + g * lk * width + static_cast<int64_t>(h) * head_dim;
+      const float* vg = v + g * lk * width + static_cast<int64_t>(h) * head_dim;
+      for (int64_t i = qb * q_block; i < std::min(lq, (qb + 1) * q_block); ++i) {
+        const float* qi = q + (g * lq + i) * width + static_cast<int64_t>(h) * head_dim;
+        float m = -INFINITY;
+        for (int64_t j = 0; j < lk; ++j) {
+          p[j] = dot_lanes(qi, kg + j * width, head_dim) * scale;
+          m = std::max(m, p[j]);
+        }
+        double sum = 0;
+        for (int64_t j = 0; j < lk; ++j) {
+          p[j] = std::exp(p[j] - m);
+          sum += p[j];
+        }
+        std::fill(acc.begin(), acc.end(), 0.0f);
+        for (int64_t j = 0; j < lk; ++j) {
+          const float pj = p[j];
+          const float* vj = vg + j * width;
+          for (int d = 0; d < head_dim; ++d) acc[d] += pj * vj[d];
+        }
+        const float inv = static_cast<float>(1.0 / sum);
+        float* o = out + (g * lq + i) * width + static_cast<int64_t>(h) * head_dim;
+        for (int d = 0; d < head_dim; ++d) o[d] = acc[d] * inv;
+      }
+    }
+  });
+}
+
+void gelu_tanh_inplace(float* x, int64_t n, ThreadPool& pool) {
+  const float c = static_cast<float>(std::sqrt(2.0 / M_PI));
+  rows_parallel(pool, n, 8, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const float u = x[i];
+      x[i] = 0.5f * u * (1.0f + std::tanh(c * (u + 0.044715f * u * u * u)));
+    }
+  });
+}
+
+void silu_inplace(float* x, int64_t n, ThreadPool& pool) {
+  rows_parallel(pool, n, 8, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) x[i] = x[i] / (1.0f + std::exp(-x[i]));
+  });
+}
+
+void residual_add(float* x, const float* y, const float* gate, int64_t gate_stride, int64_t rows,
+                  int dim, int64_t rows_per_group, ThreadPool& pool) {
+  rows_parallel(pool, rows, dim, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      float* xr = x + r * dim;
+      const float* yr = y + r * dim;
+      if (gate) {
+        const float* gr = gate + (r / rows_per_group) * gate_stride;
+        for (int i = 0; i < dim; ++i) xr[i] += yr[i] * gr[i];
+      } else {
+        for (int i = 0; i < dim; ++i) xr[i] += yr[i];
+      }
+    }
+  });
+}
+
+void reflect_rows(float* x, int64_t rows, int dim, const float* w, ThreadPool& pool) {
+  rows_parallel(pool, rows, dim, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      float* xr = x + r * dim;
+      double d = 0;
+      for (int i = 0; i < dim; ++i) d += double(w[i]) * xr[i];
+      const float two_d = static_cast<float>(2.0 * d);
+      for (int i = 0; i < dim; ++i) xr[i] -= two_d * w[i];
+    }
+  });
+}
+
+void timestep_sinusoid(int timestep, int freq_dim, float* out) {
+  const int half = freq_dim / 2;
+  for (int i = 0; i < half; ++i) {
+    const double a = timestep * std::pow(10000.0, -static_cast<double>(i) / half);
+    out[i] = static_cast<float>(std::cos(a));
+    out[half + i] = static_cast<float>(std::sin(a));
+  }
+}
+
+}  // namespace ditpoc::cpu

@@ -1,0 +1,72 @@
+#include "seeding.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "sha256.h"
+
+namespace ditpoc {
+
+uint32_t seed32(const std::string& s) {
+  const auto d = sha256(s);
+  return (uint32_t(d[0]) << 24) | (uint32_t(d[1]) << 16) | (uint32_t(d[2]) << 8) | uint32_t(d[3]);
+}
+
+std::array<uint32_t, 8> sha256_words(const std::string& s) {
+  const auto d = sha256(s);
+  std::array<uint32_t, 8> w;
+  for (int i = 0; i < 8; ++i)
+    w[i] = (uint32_t(d[4 * i]) << 24) | (uint32_t(d[4 * i + 1]) << 16) |
+           (uint32_t(d[4 * i + 2]) << 8) | uint32_t(d[4 * i + 3]);
+  return w;
+}
+
+void uniform(uint32_t seed, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = uniform_at(seed, static_cast<uint32_t>(i));
+}
+
+namespace {
+
+// Box–Muller pairs [begin, end) of N(seed, n) with m = ceil(n/2): pair i writes out[i] (cos)
+// and out[m + i] (sin) when m + i < n. float32 throughout, as Gonka's torch code.
+void normal_pairs(uint32_t seed, int64_t n, int64_t m, int64_t begin, int64_t end, float* out) {
+  const float two_pi = static_cast<float>(2.0 * M_PI);
+  for (int64_t i = begin; i < end; ++i) {
+    const float u1 = std::max(uniform_at(seed, static_cast<uint32_t>(i)), 1e-10f);
+    const float u2 = uniform_at(seed, static_cast<uint32_t>(m + i));
+    const float r = std::sqrt(-2.0f * std::log(u1));
+    const float theta = two_pi * u2;
+    out[i] = r * std::cos(theta);
+    if (m + i < n) out[m + i] = r * std::sin(theta);
+  }
+}
+
+}  // namespace
+
+void normal(uint32_t seed, int64_t n, float* out, ThreadPool* pool) {
+  if (n <= 0) return;
+  const int64_t m = (n + 1) / 2;
+  if (!pool || m < (1 << 16)) {
+    normal_pairs(seed, n, m, 0, m, out);
+    return;
+  }
+  pool->parallel_for(m, [&](int64_t b, int64_t e) { normal_pairs(seed, n, m, b, e, out); });
+}
+
+void normal8(const std::array<uint32_t, 8>& words, int64_t n, float* out, ThreadPool* pool) {
+  const int64_t seg = (n + 7) / 8;
+  for (int t = 0; t < 8 && t * seg < n; ++t)
+    normal(words[t], std::min(seg, n - t * seg), out + t * seg, pool);
+}
+
+std::vector<float> householder_vector(uint32_t seed, int64_t n) {
+  std::vector<float> w(static_cast<size_t>(n));
+  normal(seed, n, w.data());
+  double ss = 0;
+  for (float v : w) ss += double(v) * v;
+  const float inv = static_cast<float>(1.0 / std::sqrt(ss));
+  for (float& v : w) v *= inv;
+  return w;
+}
+
+}  // namespace ditpoc

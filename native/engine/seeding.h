@@ -1,0 +1,50 @@
+// SPEC §2 seeding primitives that fill tensors, bit-compatible with Gonka PoC v2. The
+// TypeScript twin is src/seeds/rng.ts (which also has pick and haar, used only by the artifact);
+// tests check both against conformance/rng.json and against each other.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "thread_pool.h"
+
+namespace ditpoc {
+
+// First 4 bytes of SHA-256(UTF-8 s), big-endian.
+uint32_t seed32(const std::string& s);
+// The eight big-endian words of SHA-256(s), the per-segment seeds of N8.
+std::array<uint32_t, 8> sha256_words(const std::string& s);
+
+// MurmurHash3 x86_32 of one 32-bit key, without the length xor.
+inline uint32_t mm(uint32_t key, uint32_t seed) {
+  uint32_t k = key * 0xcc9e2d51u;
+  k = (k << 15) | (k >> 17);
+  k *= 0x1b873593u;
+  uint32_t h = seed ^ k;
+  h = (h << 13) | (h >> 19);
+  h = h * 5u + 0xe6546b64u;
+  h ^= h >> 16;
+  h *= 0x85ebca6bu;
+  h ^= h >> 13;
+  h *= 0xc2b2ae35u;
+  h ^= h >> 16;
+  return h;
+}
+
+// U(seed)[i]: f32(mm(i, seed)) / 2^32, the conversion rounding to nearest even.
+inline float uniform_at(uint32_t seed, uint32_t i) {
+  return static_cast<float>(mm(i, seed)) * (1.0f / 4294967296.0f);
+}
+
+void uniform(uint32_t seed, int64_t n, float* out);
+// N(seed, n): Box–Muller in float32, half/half layout. Element i of the output depends only on
+// (seed, n, i), so the fill is split over the pool without changing any bit.
+void normal(uint32_t seed, int64_t n, float* out, ThreadPool* pool = nullptr);
+// N8 ("stronger RNG"): eight N segments seeded by the words of SHA-256(s).
+void normal8(const std::array<uint32_t, 8>& words, int64_t n, float* out, ThreadPool* pool = nullptr);
+
+// unit(N(seed, n)) in float32: the per-layer Householder vector of SPEC §5 step 7.
+std::vector<float> householder_vector(uint32_t seed, int64_t n);
+
+}  // namespace ditpoc

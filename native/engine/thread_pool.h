@@ -1,0 +1,45 @@
+// A fixed set of worker threads for data-parallel loops. Work is split statically, so which
+// thread computes an element never changes its value: kernels are written so that every output
+// element is produced by one thread with the same instruction sequence whatever the split.
+#pragma once
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace ditpoc {
+
+class ThreadPool {
+ public:
+  // threads <= 0 means one per hardware thread.
+  explicit ThreadPool(int threads = 0);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int size() const { return static_cast<int>(workers_.size()) + 1; }
+
+  // Calls fn(begin, end) on contiguous chunks covering [0, n); the calling thread takes part.
+  // Blocks until all chunks are done. Exceptions from fn are rethrown on the calling thread.
+  void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
+
+  // Calls fn(thread_index, thread_count) once on each thread.
+  void run_on_all(const std::function<void(int, int)>& fn);
+
+ private:
+  void worker_loop(int index);
+
+  std::vector<std::thread> workers_;
+  std::mutex mu_;
+  std::condition_variable cv_start_, cv_done_;
+  const std::function<void(int, int)>* job_ = nullptr;
+  uint64_t generation_ = 0;
+  int pending_ = 0;
+  bool stop_ = false;
+  std::exception_ptr error_;
+  std::mutex run_mu_;  // one job at a time
+};
+
+}  // namespace ditpoc

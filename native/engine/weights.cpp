@@ -1,0 +1,103 @@
+#include "weights.h"
+
+#include <cmath>
+#include <set>
+#include <stdexcept>
+
+#include "bf16.h"
+#include "seeding.h"
+
+namespace ditpoc {
+
+const Tensor& ExpertWeights::at(const std::string& key) const {
+  auto it = tensors.find(key);
+  if (it == tensors.end()) throw std::runtime_error("weights: missing tensor '" + key + "'");
+  return it->second;
+}
+
+namespace {
+
+// SPEC §6 (μ, σ) per tensor kind.
+void init_params(const ModelConfig& cfg, const TensorSpec& t, float* mu, float* sigma) {
+  switch (t.kind) {
+    case TensorKind::Weight:
+      *mu = 0.0f;
+      *sigma = static_cast<float>(1.0 / std::sqrt(static_cast<double>(t.fan_in())));
+      break;
+    case TensorKind::Modulation:
+      *mu = 0.0f;
+      *sigma = static_cast<float>(1.0 / std::sqrt(static_cast<double>(cfg.dim)));
+      break;
+    case TensorKind::NormWeight:
+      *mu = 1.0f;
+      *sigma = 0.02f;
+      break;
+    case TensorKind::Bias:
+      *mu = 0.0f;
+      *sigma = 0.02f;
+      break;
+  }
+}
+
+}  // namespace
+
+ModelWeights random_weights(const ModelConfig& cfg, const std::string& weights_seed,
+                            ThreadPool& pool, const ProgressFn& progress) {
+  ModelWeights w;
+  w.config = &cfg;
+  w.identity = "random:" + weights_seed;
+  const auto specs = tensor_specs(cfg);
+  const int64_t total = static_cast<int64_t>(specs.size()) * cfg.num_experts();
+  int64_t done = 0;
+  std::vector<float> scratch;
+  for (const auto& expert : cfg.experts) {
+    ExpertWeights ew;
+    for (const auto& spec : specs) {
+      const int64_t n = spec.numel();
+      float mu, sigma;
+      init_params(cfg, spec, &mu, &sigma);
+      scratch.resize(static_cast<size_t>(n));
+      normal(seed32(weights_seed + "_" + expert + "_" + spec.name), n, scratch.data(), &pool);
+      Tensor t;
+      t.shape = spec.shape;
+      t.data.resize(static_cast<size_t>(n));
+      uint16_t* dst = t.data.data();
+      const float* src = scratch.data();
+      pool.parallel_for(n, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) dst[i] = f32_to_bf16(mu + sigma * src[i]);
+      });
+      ew.tensors.emplace(spec.name, std::move(t));
+      if (progress) progress(++done, total);
+    }
+    w.experts.push_back(std::move(ew));
+  }
+  return w;
+}
+
+void check_weights_complete(const ModelWeights& w) {
+  if (!w.config) throw std::invalid_argument("weights: no model config");
+  const auto& cfg = *w.config;
+  if (static_cast<int>(w.experts.size()) != cfg.num_experts())
+    throw std::invalid_argument("weights: " + std::to_string(w.experts.size()) + " experts, model " +
+                                cfg.id + " has " + std::to_string(cfg.num_experts()));
+  const auto specs = tensor_specs(cfg);
+  for (int x = 0; x < cfg.num_experts(); ++x) {
+    const auto& ew = w.experts[x];
+    std::set<std::string> expected;
+    for (const auto& spec : specs) {
+      expected.insert(spec.name);
+      auto it = ew.tensors.find(spec.name);
+      if (it == ew.tensors.end())
+        throw std::invalid_argument("weights: " + cfg.experts[x] + " lacks tensor " + spec.name);
+      if (it->second.shape != spec.shape ||
+          static_cast<int64_t>(it->second.data.size()) != spec.numel())
+        throw std::invalid_argument("weights: " + cfg.experts[x] + " tensor " + spec.name +
+                                    " has the wrong shape");
+    }
+    for (const auto& [name, t] : ew.tensors)
+      if (!expected.count(name))
+        throw std::invalid_argument("weights: " + cfg.experts[x] + " has unexpected tensor " + name);
+  }
+}
+
+}  // namespace ditpoc

@@ -1,0 +1,28 @@
+#!/usr/bin/env node
+// The dit-poc command line.
+import { Command, CommanderError } from 'commander';
+
+import { artifactsCommand } from './artifacts-command.js';
+import { InputError } from '../errors.js';
+import { EXIT_USAGE } from './errors.js';
+import { infoCommand } from './info-command.js';
+
+const program = new Command('dit-poc')
+  .description('Proof-of-Compute engine for Wan2.2 video diffusion transformers (Gonka PoC)')
+  .exitOverride()
+  .addCommand(artifactsCommand())
+  .addCommand(infoCommand());
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  if (e instanceof CommanderError) {
+    // commander already printed its message (help and version exit 0)
+    process.exitCode = e.exitCode === 0 ? 0 : EXIT_USAGE;
+  } else {
+    const msg = e instanceof Error ? e.message : String(e);
+    console.error(`dit-poc: ${msg}`);
+    process.exitCode = e instanceof InputError ? EXIT_USAGE : 1;
+  }
+}
+

@@ -1,0 +1,111 @@
+// Loads the Node-API addon and gives its surface TypeScript types. Nothing here computes:
+// see native/binding/addon.cpp for the behaviour behind each call.
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface ModelInfo {
+  id: string;
+  dim: number;
+  ffnDim: number;
+  numHeads: number;
+  numLayers: number;
+  inChannels: number;
+  outChannels: number;
+  experts: string[];
+  vaeStride: [number, number, number];
+  patch: [number, number, number];
+  headDim: number;
+  textDim: number;
+  freqDim: number;
+  eps: number;
+  paramsPerExpert: number;
+}
+
+export interface TensorSpecInfo {
+  name: string;
+  diffusersName: string;
+  shape: number[];
+}
+
+export type Precision = 'bf16' | 'fp32';
+
+export interface NativeNonceInput {
+  latentSeed?: number;
+  latentWords?: Uint32Array | null;
+  contextSeed?: number;
+  latent?: Float32Array;
+  context?: Float32Array;
+  timestep: number;
+  experts: Uint8Array;
+}
+
+export interface NativeForwardRequest {
+  grid: [number, number, number];
+  ctxLen: number;
+  precision?: Precision;
+  householderSeeds: Uint32Array;
+  nonces: NativeNonceInput[];
+  /** Deviation (calibration, cheat tests): 1 skips the layer's block. */
+  skipLayers?: Uint8Array;
+}
+
+export interface NativeModel {
+  readonly config: ModelInfo;
+  readonly identity: string;
+  readonly backend: string;
+  readonly threads: number;
+  readonly disposed: boolean;
+  forward(req: NativeForwardRequest, out?: Float32Array): Promise<Float32Array>;
+  tensor(expert: number, name: string): Float32Array;
+  cancel(): void;
+  dispose(): void;
+}
+
+export interface LoadOptions {
+  model: string;
+  weights: 'random' | string;
+  weightsSeed?: string;
+  threads?: number;
+  /** Deviation (calibration, cheat tests): "none", "noise:REL[:SEED]", "fp8" or "int4[:GROUP]". */
+  weightTransform?: string;
+}
+
+export interface BuildInfo {
+  backends: string[];
+  hardwareThreads: number;
+  simd: string;
+}
+
+export interface NativeAddon {
+  loadModel(opts: LoadOptions, onProgress?: (done: number, total: number) => void): Promise<NativeModel>;
+  models(): ModelInfo[];
+  tensorSpecs(model: string): TensorSpecInfo[];
+  buildInfo(): BuildInfo;
+  seed32(s: string): number;
+  murmur(key: number, seed: number): number;
+  uniform(seed: number, n: number): Float32Array;
+  normal(seed: number, n: number): Float32Array;
+  normalStrong(s: string, n: number): Float32Array;
+  householderVector(seed: number, n: number): Float32Array;
+}
+
+// The addon sits in build/addon/Release under the package root, whether this file runs from
+// src/ (tests) or dist/src/ (the compiled CLI).
+function findAddon(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    const candidate = resolve(dir, 'build/addon/Release/ditpoc.node');
+    if (existsSync(candidate)) return candidate;
+    dir = resolve(dir, '..');
+  }
+  throw new Error('dit-poc native addon not found: run `npm run build:native` (cmake-js) first');
+}
+
+let cached: NativeAddon | undefined;
+
+export function addon(): NativeAddon {
+  if (!cached) cached = createRequire(import.meta.url)(findAddon()) as NativeAddon;
+  return cached;
+}

@@ -1,0 +1,95 @@
+// Turns nonces into artifacts: seeds and routing (src/inputs) → native forward → artifact.
+import { computeArtifact } from '../artifact/artifact.js';
+import { deriveNonceInputs, householderSeeds, type NonceInputs } from '../inputs/nonce-inputs.js';
+import type { RoundParams } from '../round/params.js';
+import { addon, type NativeModel } from './native.js';
+
+export interface NonceResult {
+  nonce: number;
+  timestep: number;
+  experts: number[];
+  /** base64 of the fp16 artifact, or null when the output was non-finite (no artifact). */
+  vectorB64: string | null;
+}
+
+export async function openModel(
+  round: RoundParams,
+  threads?: number,
+  onProgress?: (done: number, total: number) => void,
+): Promise<NativeModel> {
+  return addon().loadModel(
+    { model: round.model, weights: round.weights, weightsSeed: round.weightsSeed, threads },
+    onProgress,
+  );
+}
+
+export class NonceRunner {
+  private readonly hhSeeds: Uint32Array;
+
+  constructor(
+    readonly model: NativeModel,
+    readonly round: RoundParams,
+  ) {
+    if (model.config.id !== round.model)
+      throw new Error(`model ${model.config.id} is loaded, the round is for ${round.model}`);
+    this.hhSeeds = householderSeeds(round.blockHash, model.config.numLayers);
+  }
+
+  /** Output values per nonce: L · 4 · C_out. */
+  get outputSize(): number {
+    const [f, h, w] = this.round.grid;
+    const c = this.model.config;
+    return f * h * w * c.patch[0] * c.patch[1] * c.patch[2] * c.outChannels;
+  }
+
+  inputs(nonce: number): NonceInputs {
+    return deriveNonceInputs(
+      {
+        blockHash: this.round.blockHash,
+        publicKey: this.round.publicKey,
+        numLayers: this.model.config.numLayers,
+        strongerRng: this.round.strongerRng,
+      },
+      nonce,
+    );
+  }
+
+  /** Raw model outputs y for a batch, [nonces.length, outputSize]. */
+  async forward(inputs: NonceInputs[]): Promise<Float32Array> {
+    return this.model.forward({
+      grid: this.round.grid,
+      ctxLen: this.round.ctxLen,
+      precision: this.round.precision,
+      householderSeeds: this.hhSeeds,
+      nonces: inputs.map((n) => ({
+        latentSeed: n.latentSeed,
+        latentWords: n.latentSeedWords,
+        contextSeed: n.contextSeed,
+        timestep: n.timestep,
+        experts: n.experts,
+      })),
+    });
+  }
+
+  /** One batch of nonces to artifacts. */
+  async run(nonces: number[]): Promise<NonceResult[]> {
+    const inputs = nonces.map((n) => this.inputs(n));
+    const y = await this.forward(inputs);
+    const m = this.outputSize;
+    return inputs.map((inp, i) => {
+      const a = computeArtifact(
+        y.subarray(i * m, (i + 1) * m),
+        this.round.blockHash,
+        this.round.publicKey,
+        inp.nonce,
+        this.round.kDim,
+      );
+      return {
+        nonce: inp.nonce,
+        timestep: inp.timestep,
+        experts: Array.from(inp.experts),
+        vectorB64: a ? a.vectorB64 : null,
+      };
+    });
+  }
+}

@@ -1,0 +1,89 @@
+// Round parameters (SPEC §4) and their defaults.
+import { addon, type ModelInfo, type Precision } from '../engine/native.js';
+import { InputError } from '../errors.js';
+
+export type Grid = [number, number, number];
+
+export interface RoundParams {
+  model: string;
+  blockHash: string;
+  publicKey: string;
+  grid: Grid;
+  ctxLen: number;
+  kDim: number;
+  weights: 'random' | string;
+  weightsSeed: string;
+  strongerRng: boolean;
+  precision: Precision;
+}
+
+export const DEFAULT_K_DIM = 12;
+
+export function modelInfo(id: string): ModelInfo {
+  const all = addon().models();
+  const m = all.find((x) => x.id === id);
+  if (!m) throw new InputError(`unknown model '${id}' (known: ${all.map((x) => x.id).join(', ')})`);
+  return m;
+}
+
+// SPEC §4: wan-tiny [2,4,4] with 16 text tokens; the video models [4,16,16] (L = 1024) with 512.
+export function defaultGrid(model: string): Grid {
+  return model === 'wan-tiny' ? [2, 4, 4] : [4, 16, 16];
+}
+
+export function defaultCtxLen(model: string): number {
+  return model === 'wan-tiny' ? 16 : 512;
+}
+
+// Gonka's params.seq_len → grid [seq_len/256, 16, 16].
+export function gridFromSeqLen(seqLen: number): Grid {
+  if (!Number.isInteger(seqLen) || seqLen <= 0 || seqLen % 256 !== 0)
+    throw new InputError(`seq_len must be a positive multiple of 256, got ${seqLen}`);
+  return [seqLen / 256, 16, 16];
+}
+
+export function parseGrid(text: string): Grid {
+  const parts = text.split(',').map((s) => s.trim());
+  const nums = parts.map(Number);
+  if (nums.length !== 3 || nums.some((n) => !Number.isInteger(n) || n <= 0 || n > 1024))
+    throw new InputError(`grid must be three positive integers F,H,W (each ≤ 1024), got '${text}'`);
+  return nums as Grid;
+}
+
+export interface RoundOptions {
+  model: string;
+  blockHash: string;
+  publicKey: string;
+  grid?: Grid;
+  ctxLen?: number;
+  kDim?: number;
+  weights?: 'random' | string;
+  weightsSeed?: string;
+  strongerRng?: boolean;
+  precision?: Precision;
+}
+
+export function makeRound(o: RoundOptions): RoundParams {
+  modelInfo(o.model);
+  if (!o.blockHash) throw new InputError('block hash must not be empty');
+  if (!o.publicKey) throw new InputError('public key must not be empty');
+  const ctxLen = o.ctxLen ?? defaultCtxLen(o.model);
+  if (!Number.isInteger(ctxLen) || ctxLen <= 0 || ctxLen > 4096)
+    throw new InputError(`ctx_len must be an integer in [1, 4096], got ${ctxLen}`);
+  const kDim = o.kDim ?? DEFAULT_K_DIM;
+  if (!Number.isInteger(kDim) || kDim < 2 || kDim > 1024)
+    throw new InputError(`k_dim must be an integer in [2, 1024], got ${kDim}`);
+  return {
+    model: o.model,
+    blockHash: o.blockHash,
+    publicKey: o.publicKey,
+    grid: o.grid ?? defaultGrid(o.model),
+    ctxLen,
+    kDim,
+    weights: o.weights ?? 'random',
+    // SPEC §6: weights change every round unless a seed is pinned.
+    weightsSeed: o.weightsSeed ?? o.blockHash,
+    strongerRng: o.strongerRng ?? false,
+    precision: o.precision ?? 'bf16',
+  };
+}
