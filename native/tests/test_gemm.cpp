@@ -237,6 +237,18 @@ void test_determinism(ThreadPool& pool1, ThreadPool& pool2, ThreadPool& pool3) {
       CHECK_MSG(pos_bad == 0, "%d placement(s) changed row bits (N=%lld K=%lld)", pos_bad,
                 (long long)s.n, (long long)s.k);
 
+      // Non-finite values in the other rows of a tile do not leak into this row.
+      {
+        Problem q = p;
+        for (int64_t i = 1; i < M; ++i)
+          q.a[i * q.lda + (i % q.k)] = i % 2 ? std::numeric_limits<float>::quiet_NaN()
+                                             : std::numeric_limits<float>::infinity();
+        const std::vector<float> cq = run(q, W, round_a, pool2);
+        CHECK_MSG(same_bits(cq.data(), c1.data(), s.n),
+                  "NaN/Inf in other rows changed row 0 (N=%lld K=%lld)", (long long)s.n,
+                  (long long)s.k);
+      }
+
       // Strided A/C do not change the bits either.
       Problem st = make_problem(M, s.n, s.k, s.bias, 13, 9);
       for (int64_t i = 0; i < M; ++i)

@@ -5,11 +5,17 @@ import { Command, CommanderError } from 'commander';
 import { artifactsCommand } from './artifacts-command.js';
 import { InputError } from '../errors.js';
 import { EXIT_USAGE } from './errors.js';
+import { generateCommand } from './generate-command.js';
 import { infoCommand } from './info-command.js';
+import { inspectCommand } from './inspect-command.js';
+import { validateCommand } from './validate-command.js';
 
 const program = new Command('dit-poc')
   .description('Proof-of-Compute engine for Wan2.2 video diffusion transformers (Gonka PoC)')
   .exitOverride()
+  .addCommand(generateCommand())
+  .addCommand(validateCommand())
+  .addCommand(inspectCommand())
   .addCommand(artifactsCommand())
   .addCommand(infoCommand());
 

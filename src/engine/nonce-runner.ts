@@ -2,6 +2,7 @@
 import { computeArtifact } from '../artifact/artifact.js';
 import { deriveNonceInputs, householderSeeds, type NonceInputs } from '../inputs/nonce-inputs.js';
 import type { RoundParams } from '../round/params.js';
+import { checkDeviations, type Deviations } from './deviations.js';
 import { addon, type NativeModel } from './native.js';
 
 export interface NonceResult {
@@ -16,23 +17,32 @@ export async function openModel(
   round: RoundParams,
   threads?: number,
   onProgress?: (done: number, total: number) => void,
+  weightTransform?: string,
 ): Promise<NativeModel> {
   return addon().loadModel(
-    { model: round.model, weights: round.weights, weightsSeed: round.weightsSeed, threads },
+    { model: round.model, weights: round.weights, weightsSeed: round.weightsSeed, threads, weightTransform },
     onProgress,
   );
 }
 
 export class NonceRunner {
   private readonly hhSeeds: Uint32Array;
+  private readonly skipLayers: Uint8Array | undefined;
 
   constructor(
     readonly model: NativeModel,
     readonly round: RoundParams,
+    readonly deviations: Deviations = {},
   ) {
     if (model.config.id !== round.model)
       throw new Error(`model ${model.config.id} is loaded, the round is for ${round.model}`);
-    this.hhSeeds = householderSeeds(round.blockHash, model.config.numLayers);
+    const layers = model.config.numLayers;
+    checkDeviations(deviations, layers);
+    this.hhSeeds = householderSeeds(deviations.householderBlockHash ?? round.blockHash, layers);
+    if (deviations.skipLayers?.length) {
+      this.skipLayers = new Uint8Array(layers);
+      for (const l of deviations.skipLayers) this.skipLayers[l] = 1;
+    }
   }
 
   /** Output values per nonce: L · 4 · C_out. */
@@ -43,7 +53,7 @@ export class NonceRunner {
   }
 
   inputs(nonce: number): NonceInputs {
-    return deriveNonceInputs(
+    const inp = deriveNonceInputs(
       {
         blockHash: this.round.blockHash,
         publicKey: this.round.publicKey,
@@ -52,6 +62,10 @@ export class NonceRunner {
       },
       nonce,
     );
+    const d = this.deviations;
+    if (d.singleExpert !== undefined) inp.experts.fill(d.singleExpert);
+    if (d.timestepShift) inp.timestep = (((inp.timestep + d.timestepShift) % 1000) + 1000) % 1000;
+    return inp;
   }
 
   /** Raw model outputs y for a batch, [nonces.length, outputSize]. */
@@ -61,6 +75,7 @@ export class NonceRunner {
       ctxLen: this.round.ctxLen,
       precision: this.round.precision,
       householderSeeds: this.hhSeeds,
+      skipLayers: this.skipLayers,
       nonces: inputs.map((n) => ({
         latentSeed: n.latentSeed,
         latentWords: n.latentSeedWords,

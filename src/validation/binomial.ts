@@ -149,11 +149,12 @@ export function logBinomialCoefficient(n: number, k: number): number {
     throw new RangeError(`logBinomialCoefficient: need integers 0 ≤ k ≤ n, got n=${n}, k=${k}`);
   }
   if (k === 0 || k === n) return 0;
+  k = Math.min(k, n - k); // C(n, k) = C(n, n−k); with k ≤ n/2, n/k ≥ 2 and k/n ≤ ½ round harmlessly
   // ln C = δ(n) − δ(k) − δ(n−k) + k·ln(n/k) + (n−k)·ln(n/(n−k)) − ½ln 2π − ½ln(k(n−k)/n)
   return (
     stirlerr(n) - stirlerr(k) - stirlerr(n - k) +
-    k * Math.log(n / k) - (n - k) * lnOneMinusRatio(k, n) -
-    0.5 * (LN_2PI + Math.log(k) + lnOneMinusRatio(k, n))
+    k * Math.log(n / k) - (n - k) * Math.log1p(-k / n) -
+    0.5 * (LN_2PI + Math.log(k) + Math.log1p(-k / n))
   );
 }
 

@@ -7,21 +7,32 @@
 //    32-bit lane j, column j in the low half and column j + 16 in the high half, and the
 //    micro-kernel widens bf16 -> fp32 exactly with one shift (columns 0..15) and one mask
 //    (columns 16..31). N is padded with zero columns to a multiple of 32.
-//  * A is read in place (row pointers, broadcast per element). When round_a_to_bf16, the rows
-//    are first rounded into a row-major scratch copy (vectorised, once per call, shared by the
-//    threads), so the micro-kernel is the same in both cases.
+//  * A is read in place (row pointers, one broadcast per element). When round_a_to_bf16, the
+//    rows are first rounded into a row-major scratch copy (vectorised, once per call, rows
+//    handed out to the threads; row stride skewed off multiples of 4 KB), so the micro-kernel
+//    is the same in both cases. The copy lives in a buffer of the calling thread that grows to
+//    the largest M x K seen and is kept for later calls.
 //
-// Blocking: the micro-kernel computes an R x 32 tile (R <= MR = 8 rows, 2·R zmm accumulators)
-// over a KC = 256 slice of K. The KC x 32 bf16 W micro-panel (16 KB) stays in L1 while the
-// thread walks the MC = 256 rows of its current M block; the MC x KC slice of A (256 KB)
-// stays in L2 while the thread walks its W panels. Between K slices the partial sums go
-// through C (an fp32 store/load is exact).
+// Blocking (AVX-512): the micro-kernel computes an R x 32 tile (R <= MR = 8 rows, 2·R zmm
+// accumulators, the A element broadcast per row) over a KC = 256 slice of K, then stores it to C
+// (partial sums go through C between K slices; an fp32 store/load is exact). Work units are
+// (M block of <= MC = 256 rows) x (group of G panels); within a unit, for each K slice and panel
+// the KC x 32 W slice is reused from L1 by all the tiles of the M block while the MC x KC slice
+// of A (256 KB) stays in L2; G keeps the unit's C block within 512 KB (L2). When the M block has
+// more than 3 tiles, the W slice is first widened once to fp32 into a 32 KB per-thread buffer
+// (the kernel then issues nothing but loads and FMAs: about 95 % of FMA peak in cache), else it
+// is widened in the kernel (2 extra ALU ops per 16 FMAs, cheaper when only 1-3 tiles use it).
+// The first tile on a W slice prefetches the next slice into L2. Units are handed out
+// dynamically (an atomic counter), so a thread slowed by other load does not hold up the call.
+// Tails: M tails run the same kernel instantiated for fewer rows; N is zero-padded to 32 columns
+// in the packed W and the kernel masks the loads/stores of C and bias.
 //
 // Determinism (gemm.h): every C element is accumulated as acc = 0; for k = 0..K-1 in order:
-// acc = fma(a[k], w[k], acc) in fp32; then C = acc + bias. Nothing in that sequence depends
-// on M, on the row's position, on the tile height R, on the K slicing, on the N padding or on
-// the thread split, and the portable fallback performs the very same operations (std::fma),
-// so both paths give the same bits.
+// acc = fma(a'[k], w[k], acc) in fp32; then C = acc + bias (C = acc without bias). Nothing in
+// that sequence depends on M, on the row's position, on the tile height R, on the K slicing, on
+// whether W was widened up front, on the N padding or on the thread split; the AVX2 path and
+// the portable fallback (std::fma) perform the very same operations, so every build gives the
+// same bits on every machine (test_gemm checks them against that scalar sequence).
 #include "gemm.h"
 
 #include <algorithm>
@@ -39,6 +50,9 @@
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #define DITPOC_GEMM_AVX512 1
+#elif defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define DITPOC_GEMM_AVX2 1
 #endif
 
 namespace ditpoc::cpu {
@@ -211,6 +225,120 @@ inline void widen_panel(const uint16_t* w, int64_t kl, float* wf) {
   }
 }
 
+#elif defined(DITPOC_GEMM_AVX2)
+
+// AVX2 + FMA: a tile is computed as groups of up to 4 rows x 16 columns (8 ymm accumulators),
+// one 16-column half of the panel at a time. Each element still gets the canonical sequence.
+
+// Half h (columns 16h .. 16h + 15) of the panel at one k, widened to fp32, as 2 ymm.
+struct WidenBf16 {
+  const uint16_t* w;
+  inline void load(int64_t k, int h, __m256& y0, __m256& y1) const {
+    const __m256i v0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(w + k * NR));
+    const __m256i v1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(w + k * NR + 16));
+    if (h == 0) {
+      y0 = _mm256_castsi256_ps(_mm256_slli_epi32(v0, 16));
+      y1 = _mm256_castsi256_ps(_mm256_slli_epi32(v1, 16));
+    } else {
+      const __m256i hm = _mm256_set1_epi32(static_cast<int>(0xffff0000u));
+      y0 = _mm256_castsi256_ps(_mm256_and_si256(v0, hm));
+      y1 = _mm256_castsi256_ps(_mm256_and_si256(v1, hm));
+    }
+  }
+};
+struct LoadF32 {
+  const float* w;
+  inline void load(int64_t k, int h, __m256& y0, __m256& y1) const {
+    y0 = _mm256_load_ps(w + k * NR + 16 * h);
+    y1 = _mm256_load_ps(w + k * NR + 16 * h + 8);
+  }
+};
+
+inline __m256i lane_mask(int valid) {  // lanes [0, valid) set
+  const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(valid), idx);
+}
+
+template <int G, class WSrc>
+inline void group_kernel(const float* __restrict a, int64_t lda, WSrc wsrc, int h, int64_t kl,
+                         float* __restrict c, int64_t ldc, int ncols, bool first, bool last,
+                         const float* bias, const char* pf) {
+  const int n0 = ncols - 16 * h;  // valid columns in this half (> 0)
+  const bool full = n0 >= 16;
+  const __m256i mk0 = lane_mask(n0), mk1 = lane_mask(n0 - 8);
+  __m256 acc0[G], acc1[G];
+  for (int r = 0; r < G; ++r) {
+    if (first) {
+      acc0[r] = acc1[r] = _mm256_setzero_ps();
+    } else if (full) {
+      acc0[r] = _mm256_loadu_ps(c + r * ldc + 16 * h);
+      acc1[r] = _mm256_loadu_ps(c + r * ldc + 16 * h + 8);
+    } else {
+      acc0[r] = _mm256_maskload_ps(c + r * ldc + 16 * h, mk0);
+      acc1[r] = _mm256_maskload_ps(c + r * ldc + 16 * h + 8, mk1);
+    }
+  }
+  for (int64_t k = 0; k < kl; ++k) {
+    if (pf) _mm_prefetch(pf + 64 * k, _MM_HINT_T1);
+    __m256 w0, w1;
+    wsrc.load(k, h, w0, w1);
+    for (int r = 0; r < G; ++r) {
+      const __m256 av = _mm256_broadcast_ss(a + r * lda + k);
+      acc0[r] = _mm256_fmadd_ps(av, w0, acc0[r]);
+      acc1[r] = _mm256_fmadd_ps(av, w1, acc1[r]);
+    }
+  }
+  if (last && bias) {
+    const __m256 b0 = _mm256_maskload_ps(bias + 16 * h, mk0);
+    const __m256 b1 = _mm256_maskload_ps(bias + 16 * h + 8, mk1);
+    for (int r = 0; r < G; ++r) {
+      acc0[r] = _mm256_add_ps(acc0[r], b0);
+      acc1[r] = _mm256_add_ps(acc1[r], b1);
+    }
+  }
+  for (int r = 0; r < G; ++r) {
+    if (full) {
+      _mm256_storeu_ps(c + r * ldc + 16 * h, acc0[r]);
+      _mm256_storeu_ps(c + r * ldc + 16 * h + 8, acc1[r]);
+    } else {
+      _mm256_maskstore_ps(c + r * ldc + 16 * h, mk0, acc0[r]);
+      _mm256_maskstore_ps(c + r * ldc + 16 * h + 8, mk1, acc1[r]);
+    }
+  }
+}
+
+template <int R, class WSrc>
+inline void micro_kernel(const float* __restrict a, int64_t lda, WSrc wsrc, int64_t kl,
+                         float* __restrict c, int64_t ldc, int ncols, bool first, bool last,
+                         const float* bias, const char* pf) {
+  for (int h = 0; h < 2 && 16 * h < ncols; ++h) {
+    int r = 0;
+    for (; r + 4 <= R; r += 4)
+      group_kernel<4>(a + r * lda, lda, wsrc, h, kl, c + r * ldc, ldc, ncols, first, last, bias,
+                      h == 0 && r == 0 ? pf : nullptr);
+    if (R - r == 3)
+      group_kernel<3>(a + r * lda, lda, wsrc, h, kl, c + r * ldc, ldc, ncols, first, last, bias,
+                      nullptr);
+    else if (R - r == 2)
+      group_kernel<2>(a + r * lda, lda, wsrc, h, kl, c + r * ldc, ldc, ncols, first, last, bias,
+                      nullptr);
+    else if (R - r == 1)
+      group_kernel<1>(a + r * lda, lda, wsrc, h, kl, c + r * ldc, ldc, ncols, first, last, bias,
+                      nullptr);
+  }
+}
+
+inline void widen_panel(const uint16_t* w, int64_t kl, float* wf) {
+  const WidenBf16 src{w};
+  for (int64_t k = 0; k < kl; ++k)
+    for (int h = 0; h < 2; ++h) {
+      __m256 y0, y1;
+      src.load(k, h, y0, y1);
+      _mm256_store_ps(wf + k * NR + 16 * h, y0);
+      _mm256_store_ps(wf + k * NR + 16 * h + 8, y1);
+    }
+}
+
 #else  // portable fallback: the same operations, in the same order, element by element
 
 struct WidenBf16 {
@@ -268,27 +396,6 @@ constexpr KernelFn<WSrc> kKernels[MR] = {
     &micro_kernel<4, WSrc>, &micro_kernel<5, WSrc>, &micro_kernel<6, WSrc>,
     &micro_kernel<7, WSrc>, &micro_kernel<8, WSrc>};
 static_assert(MR == 8, "kKernels lists one instantiation per tile height");
-
-// Spin barrier for the threads of one run_on_all job (every pool thread runs the job once,
-// concurrently, so all of them arrive).
-class SpinBarrier {
- public:
-  explicit SpinBarrier(int n) : n_(n) {}
-  void arrive_and_wait() {
-    if (count_.fetch_add(1, std::memory_order_acq_rel) + 1 == n_) return;
-    int spins = 0;
-    while (count_.load(std::memory_order_acquire) < n_) {
-      if (++spins > 64) std::this_thread::yield();
-#ifdef DITPOC_GEMM_AVX512
-      else _mm_pause();
-#endif
-    }
-  }
-
- private:
-  const int n_;
-  std::atomic<int> count_{0};
-};
 
 }  // namespace
 
@@ -354,62 +461,76 @@ void gemm(const float* A, int64_t lda, int64_t M, const PackedWeight& W, const f
     Ap = Ar;
   }
 
-  // Work split: threads form a tn x tm grid; thread (in, im) gets a contiguous range of W
-  // panels and a contiguous range of MR-row tiles. Splitting N first keeps each thread's share
-  // of W private (small M is bound by streaming W).
-  const int64_t mtiles = (M + MR - 1) / MR;
+  // Work: units of (M block of up to MC rows) x (group of G panels), handed out dynamically
+  // (an atomic counter) so that a thread slowed by other load on its core does not hold up
+  // the call. Which thread computes a unit does not change any bit of it. G keeps the C block
+  // of a unit within kCBlockBytes (L2) and makes about 8 units per thread.
   const bool serial = pool.size() == 1 || M * panels * NR * K < kSerialFlops;
-  int T = serial ? 1 : pool.size();
+  const int T = serial ? 1 : pool.size();
+  const int64_t mblocks = (M + MC - 1) / MC;
+  const int64_t block_rows = std::min(M, MC);
+  const int64_t g_cache = std::max<int64_t>(1, kCBlockBytes / (4 * NR * block_rows));
+  const int64_t g_balance = (panels * mblocks + 8 * T - 1) / (8 * T);
+  const int64_t G = std::max<int64_t>(1, std::min(g_cache, g_balance));
+  const int64_t groups = (panels + G - 1) / G;
+  const int64_t units = mblocks * groups;
+  constexpr int64_t kRoundRows = 32;  // rows rounded per claim
 
-  auto body = [&](int t, int count, SpinBarrier* barrier) {
+  std::atomic<int64_t> round_next{0}, round_done{0}, unit_next{0};
+
+  auto body = [&](int /*t*/, int /*count*/) {
     if (Ar) {
-      round_rows(A, lda, Ar, lda2, M * t / count, M * (t + 1) / count, K);
-      if (barrier) barrier->arrive_and_wait();
+      for (;;) {
+        const int64_t r0 = round_next.fetch_add(kRoundRows, std::memory_order_relaxed);
+        if (r0 >= M) break;
+        const int64_t r1 = std::min(M, r0 + kRoundRows);
+        round_rows(A, lda, Ar, lda2, r0, r1, K);
+        round_done.fetch_add(r1 - r0, std::memory_order_release);
+      }
+      // Wait for rows still being rounded by other threads (not for threads that have not
+      // started: they will find nothing left to claim).
+      for (int spins = 0; round_done.load(std::memory_order_acquire) < M;) {
+        if (++spins > 64) std::this_thread::yield();
+#if defined(DITPOC_GEMM_AVX512) || defined(DITPOC_GEMM_AVX2)
+        else _mm_pause();
+#endif
+      }
     }
-    int64_t tn = std::min<int64_t>(count, panels);
-    int64_t tm = std::min<int64_t>(count / tn, mtiles);
-    if (t >= tn * tm) return;
-    const int64_t in = t % tn, im = t / tn;
-    const int64_t p0 = panels * in / tn, p1 = panels * (in + 1) / tn;
-    const int64_t m0 = mtiles * im / tm * MR, m1 = std::min<int64_t>(mtiles * (im + 1) / tm * MR, M);
     static thread_local Scratch wscratch;
     float* wf = wscratch.get(static_cast<size_t>(KC * NR));
-    for (int64_t mb = m0; mb < m1; mb += MC) {
-      const int64_t me = std::min(mb + MC, m1);
+    for (;;) {
+      const int64_t u = unit_next.fetch_add(1, std::memory_order_relaxed);
+      if (u >= units) break;
+      const int64_t mb = (u / groups) * MC, me = std::min(mb + MC, M);
+      const int64_t nb = (u % groups) * G, ne = std::min(nb + G, panels);
       const bool widen = me - mb > kWidenRows;
-      // N block: as many panels as keep the C block (me - mb) x (32 nbp) in kCBlockBytes.
-      const int64_t nbp = std::max<int64_t>(1, kCBlockBytes / (4 * NR * (me - mb)));
-      for (int64_t nb = p0; nb < p1; nb += nbp) {
-        const int64_t ne = std::min(nb + nbp, p1);
-        for (int64_t kb = 0; kb < K; kb += KC) {
-          const int64_t kl = std::min(KC, K - kb);
-          const bool first = kb == 0, last = kb + kl == K;
-          for (int64_t p = nb; p < ne; ++p) {
-            const int ncols = static_cast<int>(std::min<int64_t>(NR, N - p * NR));
-            const uint16_t* wk = wp + (p * K + kb) * NR;
-            const float* bp = bias ? bias + p * NR : nullptr;
-            // The W slice this thread uses next, prefetched into L2 during the first tile
-            // (prefetching a little past a short last slice is harmless).
-            const uint16_t* next = nullptr;
-            if (p + 1 < ne) next = wp + ((p + 1) * K + kb) * NR;
-            else if (kb + KC < K) next = wp + (nb * K + kb + KC) * NR;
-            else if (ne < p1) next = wp + ne * K * NR;
-            const char* pf = reinterpret_cast<const char*>(next);
-            if (widen) {  // several tiles share this slice: widen it to fp32 once
-              widen_panel(wk, kl, wf);
-              for (int64_t i = mb; i < me; i += MR) {
-                const int rows = static_cast<int>(std::min<int64_t>(MR, me - i));
-                kKernels<LoadF32>[rows - 1](Ap + i * lda2 + kb, lda2, LoadF32{wf}, kl,
+      for (int64_t kb = 0; kb < K; kb += KC) {
+        const int64_t kl = std::min(KC, K - kb);
+        const bool first = kb == 0, last = kb + kl == K;
+        for (int64_t p = nb; p < ne; ++p) {
+          const int ncols = static_cast<int>(std::min<int64_t>(NR, N - p * NR));
+          const uint16_t* wk = wp + (p * K + kb) * NR;
+          const float* bp = bias ? bias + p * NR : nullptr;
+          // The W slice used next, prefetched into L2 during the first tile (prefetching a
+          // little past a short last slice is harmless).
+          const uint16_t* next = nullptr;
+          if (p + 1 < ne) next = wp + ((p + 1) * K + kb) * NR;
+          else if (kb + KC < K) next = wp + (nb * K + kb + KC) * NR;
+          const char* pf = reinterpret_cast<const char*>(next);
+          if (widen) {  // several tiles share this slice: widen it to fp32 once
+            widen_panel(wk, kl, wf);
+            for (int64_t i = mb; i < me; i += MR) {
+              const int rows = static_cast<int>(std::min<int64_t>(MR, me - i));
+              kKernels<LoadF32>[rows - 1](Ap + i * lda2 + kb, lda2, LoadF32{wf}, kl,
+                                          C + i * ldc + p * NR, ldc, ncols, first, last, bp,
+                                          i == mb ? pf : nullptr);
+            }
+          } else {
+            for (int64_t i = mb; i < me; i += MR) {
+              const int rows = static_cast<int>(std::min<int64_t>(MR, me - i));
+              kKernels<WidenBf16>[rows - 1](Ap + i * lda2 + kb, lda2, WidenBf16{wk}, kl,
                                             C + i * ldc + p * NR, ldc, ncols, first, last, bp,
                                             i == mb ? pf : nullptr);
-              }
-            } else {
-              for (int64_t i = mb; i < me; i += MR) {
-                const int rows = static_cast<int>(std::min<int64_t>(MR, me - i));
-                kKernels<WidenBf16>[rows - 1](Ap + i * lda2 + kb, lda2, WidenBf16{wk}, kl,
-                                              C + i * ldc + p * NR, ldc, ncols, first, last,
-                                              bp, i == mb ? pf : nullptr);
-              }
             }
           }
         }
@@ -418,10 +539,9 @@ void gemm(const float* A, int64_t lda, int64_t M, const PackedWeight& W, const f
   };
 
   if (T == 1) {
-    body(0, 1, nullptr);
+    body(0, 1);
   } else {
-    SpinBarrier barrier(T);
-    pool.run_on_all([&](int t, int count) { body(t, count, &barrier); });
+    pool.run_on_all(body);
   }
 }
 

@@ -1,0 +1,63 @@
+// The proof bundle: a sprint's artifacts and commitment in one streamable file.
+//
+// Newline-delimited JSON, one record per line, appended (and fsync'ed) batch by batch while a
+// sprint runs, so a crash loses at most the batch being written:
+//   {"type":"header","format":"dit-poc-bundle","version":1, round, node, created}
+//   {"type":"batch","seq":0,"artifacts":[[nonce,"vector_b64"],…],"dropped":[nonce,…]}   (repeated)
+//   {"type":"end","count":N,"root_hex":"…","dropped":D,"elapsed_s":…,"nonces_per_second":…,"interrupted":false}
+// A file without its end record is truncated; `dit-poc inspect --repair` closes one.
+export const BUNDLE_FORMAT = 'dit-poc-bundle';
+export const BUNDLE_VERSION = 1;
+
+export interface BundleRound {
+  model: string;
+  block_hash: string;
+  public_key: string;
+  block_height: number;
+  grid: [number, number, number];
+  ctx_len: number;
+  k_dim: number;
+  stronger_rng: boolean;
+  precision: 'bf16' | 'fp32';
+  weights: string;
+  weights_seed: string;
+  weights_identity: string;
+}
+
+export interface BundleNode {
+  node_id: number;
+  node_count: number;
+  group_id: number;
+  n_groups: number;
+}
+
+export interface BundleHeader {
+  type: 'header';
+  format: typeof BUNDLE_FORMAT;
+  version: number;
+  created: string;
+  round: BundleRound;
+  node: BundleNode;
+}
+
+export interface BundleBatch {
+  type: 'batch';
+  seq: number;
+  artifacts: [number, string][];
+  dropped: number[];
+}
+
+export interface BundleEnd {
+  type: 'end';
+  count: number;
+  root_hex: string;
+  dropped: number;
+  elapsed_s: number;
+  nonces_per_second: number;
+  interrupted: boolean;
+}
+
+export interface BundleArtifact {
+  nonce: number;
+  vectorB64: string;
+}

@@ -1,0 +1,51 @@
+// Appends bundle records durably: each record is one write followed by fsync.
+import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
+
+import { InputError } from '../errors.js';
+import { BUNDLE_FORMAT, BUNDLE_VERSION, type BundleEnd, type BundleNode, type BundleRound } from './format.js';
+
+export class BundleWriter {
+  private fd: number | null;
+  private seq = 0;
+
+  private constructor(fd: number) {
+    this.fd = fd;
+  }
+
+  /** Creates the file (refusing to overwrite one) and writes the header. */
+  static create(path: string, round: BundleRound, node: BundleNode, opts: { overwrite?: boolean } = {}): BundleWriter {
+    let fd: number;
+    try {
+      fd = openSync(path, opts.overwrite ? 'w' : 'wx');
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      throw new InputError(err.code === 'EEXIST' ? `bundle ${path} already exists (choose another --out or pass --overwrite)` : `cannot create bundle ${path}: ${err.message}`);
+    }
+    const w = new BundleWriter(fd);
+    w.append({ type: 'header', format: BUNDLE_FORMAT, version: BUNDLE_VERSION, created: new Date().toISOString(), round, node });
+    return w;
+  }
+
+  appendBatch(artifacts: [number, string][], dropped: number[]): void {
+    if (artifacts.length === 0 && dropped.length === 0) return;
+    this.append({ type: 'batch', seq: this.seq++, artifacts, dropped });
+  }
+
+  finish(end: Omit<BundleEnd, 'type'>): void {
+    this.append({ type: 'end', ...end });
+    this.close();
+  }
+
+  close(): void {
+    if (this.fd !== null) closeSync(this.fd);
+    this.fd = null;
+  }
+
+  private append(record: object): void {
+    if (this.fd === null) throw new Error('bundle writer is closed');
+    const buf = Buffer.from(JSON.stringify(record) + '\n');
+    let off = 0;
+    while (off < buf.length) off += writeSync(this.fd, buf, off);
+    fsyncSync(this.fd);
+  }
+}
