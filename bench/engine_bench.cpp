@@ -1,9 +1,17 @@
 // ditpoc_bench: micro-benchmarks of the C++ engine.
 //
 //   ditpoc_bench gemm [--threads N] [--json] [--min-time S] [--shape MxNxK]...
+//   ditpoc_bench forward [...]   (bench/forward_bench.cpp)
 //
 // Each sub-command lives in its own run_*_bench function; main only dispatches on the first
 // argument. BLAS (OpenBLAS when found by CMake, DITPOC_HAVE_CBLAS) is only the yardstick.
+//
+// gemm: for each shape, ours (bf16 packed W, A rounded to bf16, with bias) and cblas_sgemm
+// (fp32 W, the same rounded A, no bias) are timed alternately after a warm-up, best of the
+// runs (at least 3 each and --min-time seconds, default 0.25); ratio = ours GFLOP/s / BLAS
+// GFLOP/s. OpenBLAS runs with the same thread count (openblas_set_num_threads). If OpenBLAS
+// detects a core too old for this CPU (0.3.21 says "Prescott" on recent Xeons), the bench
+// re-runs itself with OPENBLAS_CORETYPE=SkylakeX/Haswell (see maybe_fix_openblas_core).
 #include <algorithm>
 #include <cctype>
 #include <chrono>
@@ -36,6 +44,8 @@ extern "C" int openblas_get_num_threads(void) __attribute__((weak));
 extern "C" char* openblas_get_corename(void) __attribute__((weak));
 #endif
 
+int forward_main(int argc, char** argv);  // bench/forward_bench.cpp
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -62,7 +72,7 @@ double seconds_since(Clock::time_point t0) {
 
 // The same for two functions timed alternately (a, b, a, b, ...), so that a change in machine
 // load affects both alike; returns the best time of each.
-std::pair<double, double> best_time_pair(const std::function<void()>& a,
+[[maybe_unused]] std::pair<double, double> best_time_pair(const std::function<void()>& a,
                                          const std::function<void()>& b, double min_time,
                                          int min_reps = 3, int max_reps = 200) {
   a();
@@ -277,7 +287,10 @@ void usage() {
                "usage: ditpoc_bench <command> [options]\n"
                "commands:\n"
                "  gemm [--threads N] [--json] [--min-time S] [--shape MxNxK]...\n"
-               "      CPU GEMM (bf16 weights) against cblas_sgemm when built with a CBLAS\n");
+               "      CPU GEMM (bf16 weights) against cblas_sgemm when built with a CBLAS\n"
+               "  forward [--model ID]... [--grid F,H,W] [--ctx-len N] [--batch B] [--threads N]\n"
+               "          [--min-time S] [--json]\n"
+               "      whole-nonce CPU forward: s/nonce, GFLOP/s, against sgemm on its GEMM shapes\n");
 }
 
 bool parse_shape(const char* s, GemmShape& out) {
@@ -325,6 +338,7 @@ int main(int argc, char** argv) {
 #endif
   const std::string cmd = argv[1];
   if (cmd == "gemm") return gemm_main(argc - 2, argv + 2);
+  if (cmd == "forward") return forward_main(argc - 2, argv + 2);
   if (cmd == "-h" || cmd == "--help") {
     usage();
     return 0;

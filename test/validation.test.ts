@@ -10,7 +10,7 @@ import type { Deviations } from '../src/engine/deviations.js';
 import type { NativeModel } from '../src/engine/native.js';
 import { NonceRunner, openModel } from '../src/engine/nonce-runner.js';
 import { validateBundle, type BundleVerdict } from '../src/validation/validator.js';
-import { DEFAULT_STAT_TEST } from '../src/validation/verdict.js';
+import { statTestForModel } from '../src/calibration/calibration-file.js';
 import { closeWorkers } from '../src/workers/pool.js';
 import { makeBundle, readRecords, rewriteArtifacts, tinyRound, writeRecords } from './helpers/bundles.js';
 
@@ -21,7 +21,7 @@ let honest: string;
 async function validate(path: string, samples = 200, batch = 3): Promise<BundleVerdict> {
   const bundle = await readBundle(path);
   return validateBundle(bundle, new NonceRunner(validatorModel, tinyRound()), {
-    validatorKey: 'validator-1', samplingHash: 'fresh-hash', nSamples: samples, stat: DEFAULT_STAT_TEST, batchSize: batch,
+    validatorKey: 'validator-1', samplingHash: 'fresh-hash', nSamples: samples, stat: statTestForModel('wan-tiny'), batchSize: batch,
   });
 }
 
@@ -137,10 +137,12 @@ describe('tampering is caught', () => {
   });
 });
 
+// Thresholds come from calibration/wan-tiny.json (dit-poc calibrate), as `dit-poc validate` uses.
 describe('cheating provers are caught at n = 200 (wan-tiny)', () => {
   const cheats: [string, Deviations][] = [
     ['one expert for every layer', { singleExpert: 0 }],
     ['one block skipped', { skipLayers: [2] }],
+    ['weights perturbed by 1 % noise', { weightTransform: 'noise:0.01:cheat' }],
     ['wrong Householder seed', { householderBlockHash: 'WRONG' }],
   ];
   for (const [name, deviations] of cheats) {

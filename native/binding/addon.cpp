@@ -364,10 +364,8 @@ Napi::Value Model::Forward(const Napi::CallbackInfo& info) {
     req.ctx_len = static_cast<int>(to_count(get(o, "ctxLen"), "ctxLen", 4096));
     auto prec = get(o, "precision");
     if (!prec.IsUndefined()) {
-      const std::string p = prec.IsString() ? prec.As<Napi::String>().Utf8Value() : "";
-      if (p == "bf16") req.precision = Precision::Bf16;
-      else if (p == "fp32") req.precision = Precision::Fp32;
-      else throw Napi::TypeError::New(env, "forward: precision must be \"bf16\" or \"fp32\"");
+      if (!prec.IsString()) throw Napi::TypeError::New(env, "forward: precision must be a string");
+      req.precision = parse_precision(prec.As<Napi::String>().Utf8Value());
     }
     auto hs = get(o, "householderSeeds");
     if (!hs.IsTypedArray() || hs.As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array)

@@ -2,6 +2,14 @@
 
 namespace ditpoc {
 
+Precision parse_precision(const std::string& text) {
+  if (text == "bf16") return Precision::Bf16;
+  if (text == "fp32") return Precision::Fp32;
+  if (text == "bf16-flash") return Precision::Bf16Flash;
+  if (text == "fp8-attention") return Precision::Fp8Attention;
+  throw std::invalid_argument("precision must be bf16, fp32, bf16-flash or fp8-attention, got '" + text + "'");
+}
+
 int64_t Backend::output_size(const Grid& grid) const {
   return grid.tokens() * config().head_out();
 }

@@ -20,9 +20,16 @@ struct Grid {
 };
 
 enum class Precision {
-  Bf16,  // SPEC §7: GEMM and attention inputs rounded to bf16, fp32 everything else
-  Fp32,  // no input rounding (more precise; used to check against float64 references)
+  Bf16,       // SPEC §7: GEMM and attention inputs rounded to bf16, fp32 everything else
+  Fp32,       // no input rounding (more precise; used to check against float64 references)
+  Bf16Flash,  // Bf16 plus softmax probabilities rounded to bf16 before P·V, as FlashAttention
+              // kernels do on GPUs: an honest variant, used to calibrate validation
+  Fp8Attention,  // Bf16 but q, k, v rounded to float8 e4m3 (per-nonce scale): a cheaper,
+                 // dishonest variant, used to calibrate validation
 };
+
+// Parses "bf16", "fp32", "bf16-flash", "fp8-attention"; throws std::invalid_argument.
+Precision parse_precision(const std::string& text);
 
 struct NonceInput {
   // Seeds of SPEC §5 steps 1–2; ignored for the tensors given explicitly below.

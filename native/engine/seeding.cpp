@@ -46,7 +46,7 @@ void normal_pairs(uint32_t seed, int64_t n, int64_t m, int64_t begin, int64_t en
 void normal(uint32_t seed, int64_t n, float* out, ThreadPool* pool) {
   if (n <= 0) return;
   const int64_t m = (n + 1) / 2;
-  if (!pool || m < (1 << 16)) {
+  if (!pool || m < (1 << 12)) {
     normal_pairs(seed, n, m, 0, m, out);
     return;
   }

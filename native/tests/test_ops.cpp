@@ -8,6 +8,7 @@
 #include "bf16.h"
 #include "check.h"
 #include "cpu/ops.h"
+#include "weight_transforms.h"
 
 using namespace ditpoc;
 using namespace ditpoc::cpu;
@@ -164,6 +165,51 @@ int main() {
         }
     CHECK_MSG(rel_err(out, ref) < 1e-5, "attention %ldx%ld err %g", long(lq), long(lk), rel_err(out, ref));
     CHECK(same_bits(out, out3));
+  }
+  // FlashAttention-style bf16 probabilities: the reference rounds exp(s − m) to bf16 for P·V
+  // and keeps the fp32 row sum.
+  {
+    const int64_t groups = 1, lq = 9, lk = 13;
+    const int heads = 1, hd = 128;
+    auto q = randn(lq * hd), k = randn(lk * hd), v = randn(lk * hd);
+    auto out = poisoned(lq * hd);
+    attention(q.data(), k.data(), v.data(), groups, lq, lk, heads, hd, out.data(), pool3, true);
+    std::vector<double> ref(out.size());
+    for (int64_t i = 0; i < lq; ++i) {
+      std::vector<float> s(lk);
+      float m = -INFINITY;
+      for (int64_t j = 0; j < lk; ++j) {
+        double d = 0;
+        for (int e = 0; e < hd; ++e) d += double(q[i * hd + e]) * k[j * hd + e];
+        s[j] = static_cast<float>(d / std::sqrt(128.0));
+        m = std::max(m, s[j]);
+      }
+      double sum = 0;
+      for (auto& sj : s) sum += (sj = std::exp(sj - m));
+      for (int e = 0; e < hd; ++e) {
+        double acc = 0;
+        for (int64_t j = 0; j < lk; ++j) acc += double(round_bf16(s[j])) * v[j * hd + e];
+        ref[i * hd + e] = acc / sum;
+      }
+    }
+    CHECK_MSG(rel_err(out, ref) < 1e-4, "flash-P attention err %g", rel_err(out, ref));
+  }
+  // float8 e4m3: representable values, ties to even, saturation, per-group scaling.
+  {
+    CHECK(round_fp8_e4m3(1.0f) == 1.0f);
+    CHECK(round_fp8_e4m3(1.0625f) == 1.0f);    // tie between 1.0 and 1.125 → even mantissa
+    CHECK(round_fp8_e4m3(1.1875f) == 1.25f);   // tie between 1.125 and 1.25 → even
+    CHECK(round_fp8_e4m3(-3.3f) == -3.25f);
+    CHECK(round_fp8_e4m3(1000.0f) == 448.0f);
+    CHECK(round_fp8_e4m3(std::ldexp(1.0f, -9)) == std::ldexp(1.0f, -9));  // smallest subnormal
+    CHECK(round_fp8_e4m3(std::ldexp(1.0f, -11)) == 0.0f);
+    auto x = randn(2 * 64, 2.0f);
+    x[5] = 50.0f;  // group 0's amax
+    auto y = x;
+    round_fp8_groups_inplace(y.data(), 2, 64, pool3);
+    const float scale0 = 50.0f / 448.0f;
+    for (int i = 0; i < 64; ++i) CHECK(y[i] == round_fp8_e4m3(x[i] / scale0) * scale0);
+    CHECK(y[5] == 50.0f);
   }
   // GELU (tanh form) and SiLU.
   {

@@ -6,6 +6,8 @@
 //   {"type":"batch","seq":0,"artifacts":[[nonce,"vector_b64"],…],"dropped":[nonce,…]}   (repeated)
 //   {"type":"end","count":N,"root_hex":"…","dropped":D,"elapsed_s":…,"nonces_per_second":…,"interrupted":false}
 // A file without its end record is truncated; `dit-poc inspect --repair` closes one.
+import type { Precision } from '../engine/native.js';
+
 export const BUNDLE_FORMAT = 'dit-poc-bundle';
 export const BUNDLE_VERSION = 1;
 
@@ -18,7 +20,7 @@ export interface BundleRound {
   ctx_len: number;
   k_dim: number;
   stronger_rng: boolean;
-  precision: 'bf16' | 'fp32';
+  precision: Precision;
   weights: string;
   weights_seed: string;
   weights_identity: string;

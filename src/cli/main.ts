@@ -3,11 +3,14 @@
 import { Command, CommanderError } from 'commander';
 
 import { artifactsCommand } from './artifacts-command.js';
+import { calibrateCommand } from './calibrate-command.js';
 import { InputError } from '../errors.js';
 import { EXIT_USAGE } from './errors.js';
 import { generateCommand } from './generate-command.js';
 import { infoCommand } from './info-command.js';
 import { inspectCommand } from './inspect-command.js';
+import { priceCommand } from './price-command.js';
+import { serveCommand } from './serve-command.js';
 import { validateCommand } from './validate-command.js';
 
 const program = new Command('dit-poc')
@@ -17,7 +20,10 @@ const program = new Command('dit-poc')
   .addCommand(validateCommand())
   .addCommand(inspectCommand())
   .addCommand(artifactsCommand())
-  .addCommand(infoCommand());
+  .addCommand(calibrateCommand())
+  .addCommand(priceCommand())
+  .addCommand(infoCommand())
+  .addCommand(serveCommand());
 
 try {
   await program.parseAsync(process.argv);

@@ -1,6 +1,7 @@
 // Option parsers and the round options shared by the commands.
 import { Command, Option } from 'commander';
 
+import type { Precision } from '../engine/native.js';
 import { InputError } from '../errors.js';
 import { makeRound, parseGrid, type RoundParams } from '../round/params.js';
 
@@ -51,7 +52,7 @@ export function addRoundOptions(cmd: Command, opts: { requireKeys: boolean }): C
   cmd.option('--ctx-len <N>', 'text tokens', positiveInt('--ctx-len'));
   cmd.option('--k-dim <N>', 'artifact length', positiveInt('--k-dim'));
   cmd.option('--stronger-rng', 'draw the latent with N8 (SPEC §2)', false);
-  cmd.addOption(new Option('--precision <p>', 'GEMM/attention input precision').choices(['bf16', 'fp32']).default('bf16'));
+  cmd.addOption(new Option('--precision <p>', 'GEMM/attention input precision (SPEC §7 is bf16)').choices(['bf16', 'fp32', 'bf16-flash']).default('bf16'));
   cmd.option('--threads <N>', 'CPU threads (default: all cores)', positiveInt('--threads'));
   return cmd;
 }
@@ -67,7 +68,7 @@ export interface RoundCliOptions {
   ctxLen?: number;
   kDim?: number;
   strongerRng: boolean;
-  precision: 'bf16' | 'fp32';
+  precision: Precision;
 }
 
 export function roundFromOptions(o: RoundCliOptions): RoundParams {

@@ -3,11 +3,11 @@ import { randomBytes } from 'node:crypto';
 import { Command } from 'commander';
 
 import { readBundle } from '../bundle/reader.js';
+import { statTestForModel } from '../calibration/calibration-file.js';
 import { NonceRunner } from '../engine/nonce-runner.js';
 import { makeRound } from '../round/params.js';
 import { DEFAULT_N_SAMPLES } from '../validation/sampling.js';
 import { validateBundle, type BundleVerdict } from '../validation/validator.js';
-import { parseStatTest } from '../validation/verdict.js';
 import { closeWorkers } from '../workers/pool.js';
 import { EXIT_INVALID } from './errors.js';
 import { nonNegativeInt, positiveInt } from './options.js';
@@ -51,16 +51,17 @@ export function validateCommand(): Command {
     .option('--validator-key <K>', "the validator's key (seeds the sample)", 'validator')
     .option('--sampling-hash <H>', 'fresh hash for sampling (default: random)')
     .option('--samples <N>', 'dense indices to check', positiveInt('--samples'), DEFAULT_N_SAMPLES)
-    .option('--dist-threshold <D>', 'L2 distance above which a nonce mismatches', num('--dist-threshold'))
+    .option('--dist-threshold <D>', 'L2 distance above which a nonce mismatches (default: the model calibration)', num('--dist-threshold'))
     .option('--p-mismatch <P>', 'honest mismatch probability', num('--p-mismatch'))
     .option('--p-value-threshold <A>', 'fraud when the p-value is below this', num('--p-value-threshold'))
     .option('--threads <N>', 'CPU threads (default: all cores)', positiveInt('--threads'))
     .option('--batch <N>', 'nonces per forward', positiveInt('--batch'), 4)
     .option('--json', 'print the verdict as JSON', false)
     .action(async (path: string, o: ValidateOptions) => {
-      const stat = parseStatTest({ dist_threshold: o.distThreshold, p_mismatch: o.pMismatch, p_value_threshold: o.pValueThreshold });
       const bundle = await readBundle(path);
       const h = bundle.header.round;
+      // The model's calibrated defaults (calibration/<model>.json), then the flags.
+      const stat = statTestForModel(h.model, { dist_threshold: o.distThreshold, p_mismatch: o.pMismatch, p_value_threshold: o.pValueThreshold });
       const wrongRound =
         (o.blockHash !== undefined && o.blockHash !== h.block_hash && `the bundle is for block hash ${h.block_hash}, expected ${o.blockHash}`) ||
         (o.publicKey !== undefined && o.publicKey !== h.public_key && `the bundle is for public key ${h.public_key}, expected ${o.publicKey}`);

@@ -29,7 +29,12 @@ export interface TensorSpecInfo {
   shape: number[];
 }
 
-export type Precision = 'bf16' | 'fp32';
+/**
+ * bf16: SPEC §7. fp32: no input rounding (checks against float64). bf16-flash: bf16 plus
+ * FlashAttention-style bf16 probabilities (honest GPU numerics). fp8-attention: q, k, v in fp8
+ * (a cheaper, dishonest variant, for calibration).
+ */
+export type Precision = 'bf16' | 'fp32' | 'bf16-flash' | 'fp8-attention';
 
 export interface NativeNonceInput {
   latentSeed?: number;

@@ -108,14 +108,22 @@ class CpuBackend final : public Backend {
     cpu::gemm(a, l.w.k(), m, l.w, l.b.data(), c, l.w.n(), round, pool_);
   }
   void run_block(const Block& bl, float* x, const std::vector<const Conditioning*>& cond,
-                 int64_t L, int ctx_len, const cpu::RopeTable& rope, bool round);
+                 int64_t L, int ctx_len, const cpu::RopeTable& rope, Precision precision);
+  // Attention-input rounding of a precision mode, per nonce (`groups` of `group_size`).
+  void round_attention_inputs(float* x, int64_t groups, int64_t group_size, Precision precision) {
+    if (precision == Precision::Fp32) return;
+    if (precision == Precision::Fp8Attention) cpu::round_fp8_groups_inplace(x, groups, group_size, pool_);
+    else cpu::round_bf16_inplace(x, groups * group_size, pool_);
+  }
 
   ThreadPool pool_;
   std::vector<Expert> experts_;
 };
 
 void CpuBackend::run_block(const Block& bl, float* x, const std::vector<const Conditioning*>& cond,
-                           int64_t L, int ctx_len, const cpu::RopeTable& rope, bool round) {
+                           int64_t L, int ctx_len, const cpu::RopeTable& rope, Precision precision) {
+  const bool round = precision != Precision::Fp32;
+  const bool round_p = precision == Precision::Bf16Flash;
   const ModelConfig& cfg = config();
   const int D = cfg.dim, F = cfg.ffn_dim, H = cfg.num_heads, hd = cfg.head_dim;
   const int64_t G = static_cast<int64_t>(cond.size()), M = G * L, Mc = G * ctx_len;
@@ -138,9 +146,8 @@ void CpuBackend::run_block(const Block& bl, float* x, const std::vector<const Co
   cpu::rmsnorm_inplace(k.data(), M, D, eps, bl.s_norm_k.data(), pool_);
   cpu::rope_inplace(q.data(), M, H, hd, rope, pool_);
   cpu::rope_inplace(k.data(), M, H, hd, rope, pool_);
-  if (round)
-    for (auto* t : {&q, &k, &v}) cpu::round_bf16_inplace(t->data(), M * D, pool_);
-  cpu::attention(q.data(), k.data(), v.data(), G, L, L, H, hd, a.data(), pool_);
+  for (auto* t : {&q, &k, &v}) round_attention_inputs(t->data(), G, L * D, precision);
+  cpu::attention(q.data(), k.data(), v.data(), G, L, L, H, hd, a.data(), pool_, round_p);
   gemm(a.data(), M, bl.so, o.data(), round);
   cpu::residual_add(x, o.data(), mrow(2), mstride, M, D, L, pool_);
 
@@ -154,9 +161,9 @@ void CpuBackend::run_block(const Block& bl, float* x, const std::vector<const Co
   gemm(ctx.data(), Mc, bl.ck, ck.data(), round);
   gemm(ctx.data(), Mc, bl.cv, cv.data(), round);
   cpu::rmsnorm_inplace(ck.data(), Mc, D, eps, bl.c_norm_k.data(), pool_);
-  if (round)
-    for (auto* t : {&q, &ck, &cv}) cpu::round_bf16_inplace(t->data(), static_cast<int64_t>(t->size()), pool_);
-  cpu::attention(q.data(), ck.data(), cv.data(), G, L, ctx_len, H, hd, a.data(), pool_);
+  round_attention_inputs(q.data(), G, L * D, precision);
+  for (auto* t : {&ck, &cv}) round_attention_inputs(t->data(), G, static_cast<int64_t>(ctx_len) * D, precision);
+  cpu::attention(q.data(), ck.data(), cv.data(), G, L, ctx_len, H, hd, a.data(), pool_, round_p);
   gemm(a.data(), M, bl.co, o.data(), round);
   cpu::residual_add(x, o.data(), nullptr, 0, M, D, L, pool_);
 
@@ -177,7 +184,7 @@ void CpuBackend::forward(const BatchRequest& req, float* out, const std::atomic<
   const int D = cfg.dim;
   const int64_t L = req.grid.tokens();
   const int Lc = req.ctx_len;
-  const bool round = req.precision == Precision::Bf16;
+  const bool round = req.precision != Precision::Fp32;
   const int64_t latent_size = static_cast<int64_t>(cfg.in_channels) * req.grid.frames *
                               (cfg.patch[1] * req.grid.height) * (cfg.patch[2] * req.grid.width);
   auto check_cancel = [&] {
@@ -305,7 +312,7 @@ void CpuBackend::forward(const BatchRequest& req, float* out, const std::atomic<
               [&](int x, const std::vector<int64_t>& members, float* rows) {
                 std::vector<const Conditioning*> c;
                 for (auto b : members) c.push_back(&cond[b][x]);
-                run_block(experts_[x].blocks[i], rows, c, L, Lc, rope, round);
+                run_block(experts_[x].blocks[i], rows, c, L, Lc, rope, req.precision);
               });
     const std::vector<float> w = householder_vector(req.householder_seeds[i], D);
     cpu::reflect_rows(xs.data(), B * L, D, w.data(), pool_);

@@ -7,11 +7,12 @@
 //    32-bit lane j, column j in the low half and column j + 16 in the high half, and the
 //    micro-kernel widens bf16 -> fp32 exactly with one shift (columns 0..15) and one mask
 //    (columns 16..31). N is padded with zero columns to a multiple of 32.
-//  * A is read in place (row pointers, one broadcast per element). When round_a_to_bf16, the
-//    rows are first rounded into a row-major scratch copy (vectorised, once per call, rows
-//    handed out to the threads; row stride skewed off multiples of 4 KB), so the micro-kernel
-//    is the same in both cases. The copy lives in a buffer of the calling thread that grows to
-//    the largest M x K seen and is kept for later calls.
+//  * A is read row-major (row pointers, one broadcast per element), in place when it is used
+//    as is. When round_a_to_bf16, each (M block x K slice) of A is rounded into a per-thread
+//    256 KB buffer right before use (vectorised; row stride KC + 16 to spread the L1 sets), so
+//    it is read from memory once and then reused from L2 by all the panels of the unit; the
+//    micro-kernel is the same in both cases. Nothing is packed or allocated per call beyond
+//    these per-thread buffers (kept for later calls).
 //
 // Blocking (AVX-512): the micro-kernel computes an R x 32 tile (R <= MR = 8 rows, 2·R zmm
 // accumulators, the A element broadcast per row) over a KC = 256 slice of K, then stores it to C
@@ -42,8 +43,6 @@
 #include <cstring>
 #include <memory>
 #include <stdexcept>
-#include <string>
-#include <thread>
 
 #include "../bf16.h"
 
@@ -61,7 +60,7 @@ namespace {
 
 constexpr int NR = 32;        // panel width (columns), 2 zmm of fp32
 constexpr int MR = 8;         // rows per micro-tile (2·MR accumulators)
-constexpr int64_t KC = 256;   // K slice: KC x NR bf16 W micro-panel = 16 KB (L1)
+constexpr int64_t KC = 256;   // K slice: KC x NR W slice = 16 KB bf16 / 32 KB fp32 (L1)
 constexpr int64_t MC = 256;   // M block: MC x KC fp32 A slice = 256 KB (L2)
 // M blocks of more rows than this widen each W slice to fp32 once (in a per-thread L1 buffer)
 // rather than in the micro-kernel at every use.
@@ -73,7 +72,7 @@ constexpr int64_t kCBlockBytes = 512 * 1024;
 // waking the pool costs more than it saves.
 constexpr int64_t kSerialFlops = int64_t(1) << 21;
 
-// ---- scratch memory (64-byte aligned, grown on demand, one per calling thread) ----
+// ---- scratch memory (64-byte aligned, grown on demand; thread_local, one per thread) ----
 struct AlignedFree {
   void operator()(float* p) const { std::free(p); }
 };
@@ -92,11 +91,10 @@ struct Scratch {
   }
 };
 
-// ---- rounding A to bf16 (row-major copy) ----
+// ---- rounding A to bf16: rows x K block of A (stride lda) -> dst (stride ldd) ----
 // Same result as ditpoc::round_bf16 element by element (round to nearest even, NaN -> quiet NaN).
-void round_rows(const float* A, int64_t lda, float* dst, int64_t ldd, int64_t r0, int64_t r1,
-                int64_t K) {
-  for (int64_t r = r0; r < r1; ++r) {
+void round_block(const float* A, int64_t lda, int64_t rows, int64_t K, float* dst, int64_t ldd) {
+  for (int64_t r = 0; r < rows; ++r) {
     const float* src = A + r * lda;
     float* out = dst + r * ldd;
     int64_t k = 0;
@@ -407,15 +405,19 @@ PackedWeight PackedWeight::pack(const uint16_t* w_bf16, int64_t n, int64_t k) {
   pw.n_ = n;
   pw.k_ = k;
   const int64_t panels = (n + NR - 1) / NR;
-  pw.panels_.assign(static_cast<size_t>(panels * k * NR), 0);
+  pw.panels_.resize(static_cast<size_t>(panels * k * NR));
+  constexpr int64_t kb = 64;  // k block: 32 source rows x 64 k in, 64 x 64 bytes out (L1)
   for (int64_t p = 0; p < panels; ++p) {
     uint16_t* dst = pw.panels_.data() + p * k * NR;
-    for (int64_t j = 0; j < NR; ++j) {
-      const int64_t col = p * NR + j;
-      if (col >= n) break;
-      const int64_t slot = j < NR / 2 ? 2 * j : 2 * (j - NR / 2) + 1;
-      const uint16_t* src = w_bf16 + col * k;
-      for (int64_t kk = 0; kk < k; ++kk) dst[kk * NR + slot] = src[kk];
+    const int64_t cols = std::min<int64_t>(NR, n - p * NR);
+    if (cols < NR) std::fill(dst, dst + k * NR, uint16_t(0));  // zero padding columns
+    for (int64_t k0 = 0; k0 < k; k0 += kb) {
+      const int64_t k1 = std::min(k, k0 + kb);
+      for (int64_t j = 0; j < cols; ++j) {
+        const int64_t slot = j < NR / 2 ? 2 * j : 2 * (j - NR / 2) + 1;
+        const uint16_t* src = w_bf16 + (p * NR + j) * k;
+        for (int64_t kk = k0; kk < k1; ++kk) dst[kk * NR + slot] = src[kk];
+      }
     }
   }
   return pw;
@@ -423,11 +425,18 @@ PackedWeight PackedWeight::pack(const uint16_t* w_bf16, int64_t n, int64_t k) {
 
 std::vector<uint16_t> PackedWeight::unpack() const {
   std::vector<uint16_t> out(static_cast<size_t>(n_ * k_));
-  for (int64_t col = 0; col < n_; ++col) {
-    const int64_t p = col / NR, j = col % NR;
-    const int64_t slot = j < NR / 2 ? 2 * j : 2 * (j - NR / 2) + 1;
+  constexpr int64_t kb = 64;
+  for (int64_t p = 0; p * NR < n_; ++p) {
     const uint16_t* src = panels_.data() + p * k_ * NR;
-    for (int64_t kk = 0; kk < k_; ++kk) out[col * k_ + kk] = src[kk * NR + slot];
+    const int64_t cols = std::min<int64_t>(NR, n_ - p * NR);
+    for (int64_t k0 = 0; k0 < k_; k0 += kb) {
+      const int64_t k1 = std::min(k_, k0 + kb);
+      for (int64_t j = 0; j < cols; ++j) {
+        const int64_t slot = j < NR / 2 ? 2 * j : 2 * (j - NR / 2) + 1;
+        uint16_t* dst = out.data() + (p * NR + j) * k_;
+        for (int64_t kk = k0; kk < k1; ++kk) dst[kk] = src[kk * NR + slot];
+      }
+    }
   }
   return out;
 }
@@ -448,55 +457,28 @@ void gemm(const float* A, int64_t lda, int64_t M, const PackedWeight& W, const f
   const int64_t panels = (N + NR - 1) / NR;
   const uint16_t* wp = W.panels_.data();
 
-  // A' : either A itself or its bf16-rounded copy (row stride lda2, skewed off multiples of
-  // 4 KB so the rows of a tile do not collide in the same L1 sets).
-  static thread_local Scratch scratch;
-  const float* Ap = A;
-  int64_t lda2 = lda;
-  float* Ar = nullptr;
-  if (round_a_to_bf16) {
-    lda2 = (K + 15) / 16 * 16;
-    if ((lda2 * 4) % 4096 == 0) lda2 += 16;
-    Ar = scratch.get(static_cast<size_t>(M * lda2));
-    Ap = Ar;
-  }
-
   // Work: units of (M block of up to MC rows) x (group of G panels), handed out dynamically
   // (an atomic counter) so that a thread slowed by other load on its core does not hold up
   // the call. Which thread computes a unit does not change any bit of it. G keeps the C block
-  // of a unit within kCBlockBytes (L2) and makes about 8 units per thread.
+  // of a unit within kCBlockBytes (L2); when M alone does not give about 4 units per thread,
+  // G is lowered to split N as well.
   const bool serial = pool.size() == 1 || M * panels * NR * K < kSerialFlops;
   const int T = serial ? 1 : pool.size();
   const int64_t mblocks = (M + MC - 1) / MC;
   const int64_t block_rows = std::min(M, MC);
   const int64_t g_cache = std::max<int64_t>(1, kCBlockBytes / (4 * NR * block_rows));
-  const int64_t g_balance = (panels * mblocks + 8 * T - 1) / (8 * T);
+  const int64_t g_balance = mblocks >= 4 * T ? panels : (panels * mblocks + 4 * T - 1) / (4 * T);
   const int64_t G = std::max<int64_t>(1, std::min(g_cache, g_balance));
   const int64_t groups = (panels + G - 1) / G;
   const int64_t units = mblocks * groups;
-  constexpr int64_t kRoundRows = 32;  // rows rounded per claim
-
-  std::atomic<int64_t> round_next{0}, round_done{0}, unit_next{0};
+  std::atomic<int64_t> unit_next{0};
 
   auto body = [&](int /*t*/, int /*count*/) {
-    if (Ar) {
-      for (;;) {
-        const int64_t r0 = round_next.fetch_add(kRoundRows, std::memory_order_relaxed);
-        if (r0 >= M) break;
-        const int64_t r1 = std::min(M, r0 + kRoundRows);
-        round_rows(A, lda, Ar, lda2, r0, r1, K);
-        round_done.fetch_add(r1 - r0, std::memory_order_release);
-      }
-      // Wait for rows still being rounded by other threads (not for threads that have not
-      // started: they will find nothing left to claim).
-      for (int spins = 0; round_done.load(std::memory_order_acquire) < M;) {
-        if (++spins > 64) std::this_thread::yield();
-#if defined(DITPOC_GEMM_AVX512) || defined(DITPOC_GEMM_AVX2)
-        else _mm_pause();
-#endif
-      }
-    }
-    static thread_local Scratch wscratch;
+    // Per-thread buffers: the W slice widened to fp32, and the A slice rounded to bf16 (row
+    // stride KC + 16 so the rows of a tile spread over the L1 sets).
+    static thread_local Scratch wscratch, ascratch;
+    constexpr int64_t ldab = KC + 16;
+    float* abuf = round_a_to_bf16 ? ascratch.get(static_cast<size_t>(MC * ldab)) : nullptr;
     float* wf = wscratch.get(static_cast<size_t>(KC * NR));
     for (;;) {
       const int64_t u = unit_next.fetch_add(1, std::memory_order_relaxed);
@@ -507,6 +489,15 @@ void gemm(const float* A, int64_t lda, int64_t M, const PackedWeight& W, const f
       for (int64_t kb = 0; kb < K; kb += KC) {
         const int64_t kl = std::min(KC, K - kb);
         const bool first = kb == 0, last = kb + kl == K;
+        // A' slice [mb, me) x [kb, kb + kl): rounded into abuf (it stays in L2 for the group's
+        // panels), or read in place.
+        const float* As = A + mb * lda + kb;
+        int64_t lds = lda;
+        if (abuf) {
+          round_block(As, lda, me - mb, kl, abuf, ldab);
+          As = abuf;
+          lds = ldab;
+        }
         for (int64_t p = nb; p < ne; ++p) {
           const int ncols = static_cast<int>(std::min<int64_t>(NR, N - p * NR));
           const uint16_t* wk = wp + (p * K + kb) * NR;
@@ -521,14 +512,14 @@ void gemm(const float* A, int64_t lda, int64_t M, const PackedWeight& W, const f
             widen_panel(wk, kl, wf);
             for (int64_t i = mb; i < me; i += MR) {
               const int rows = static_cast<int>(std::min<int64_t>(MR, me - i));
-              kKernels<LoadF32>[rows - 1](Ap + i * lda2 + kb, lda2, LoadF32{wf}, kl,
+              kKernels<LoadF32>[rows - 1](As + (i - mb) * lds, lds, LoadF32{wf}, kl,
                                           C + i * ldc + p * NR, ldc, ncols, first, last, bp,
                                           i == mb ? pf : nullptr);
             }
           } else {
             for (int64_t i = mb; i < me; i += MR) {
               const int rows = static_cast<int>(std::min<int64_t>(MR, me - i));
-              kKernels<WidenBf16>[rows - 1](Ap + i * lda2 + kb, lda2, WidenBf16{wk}, kl,
+              kKernels<WidenBf16>[rows - 1](As + (i - mb) * lds, lds, WidenBf16{wk}, kl,
                                             C + i * ldc + p * NR, ldc, ncols, first, last, bp,
                                             i == mb ? pf : nullptr);
             }

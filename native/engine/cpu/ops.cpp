@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "../bf16.h"
+#include "../weight_transforms.h"
 
 namespace ditpoc::cpu {
 
@@ -155,8 +156,21 @@ inline float dot_lanes(const float* a, const float* b, int n) {
 
 }  // namespace
 
+void round_fp8_groups_inplace(float* x, int64_t groups, int64_t group_size, ThreadPool& pool) {
+  pool.parallel_for(groups, [&](int64_t b, int64_t e) {
+    for (int64_t g = b; g < e; ++g) {
+      float* p = x + g * group_size;
+      float amax = 0;
+      for (int64_t i = 0; i < group_size; ++i) amax = std::max(amax, std::fabs(p[i]));
+      const float scale = amax > 0 ? amax / 448.0f : 1.0f;
+      for (int64_t i = 0; i < group_size; ++i) p[i] = round_fp8_e4m3(p[i] / scale) * scale;
+    }
+  });
+}
+
 void attention(const float* q, const float* k, const float* v, int64_t groups, int64_t lq,
-               int64_t lk, int heads, int head_dim, float* out, ThreadPool& pool) {
+               int64_t lk, int heads, int head_dim, float* out, ThreadPool& pool,
+               bool round_p_bf16) {
   const int64_t width = static_cast<int64_t>(heads) * head_dim;
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim)));
   // One work item = (group, head, block of queries); each query row is computed wholly by one
@@ -187,7 +201,7 @@ void attention(const float* q, const float* k, const float* v, int64_t groups, i
         }
         std::fill(acc.begin(), acc.end(), 0.0f);
         for (int64_t j = 0; j < lk; ++j) {
-          const float pj = p[j];
+          const float pj = round_p_bf16 ? round_bf16(p[j]) : p[j];
           const float* vj = vg + j * width;
           for (int d = 0; d < head_dim; ++d) acc[d] += pj * vj[d];
         }

@@ -39,11 +39,17 @@ void rope_inplace(float* x, int64_t rows, int heads, int head_dim, const RopeTab
 // Rounds every element to bf16 (the attention-input rounding of SPEC §7).
 void round_bf16_inplace(float* x, int64_t n, ThreadPool& pool);
 
+// Rounds each group of `rows_per_group` rows to float8 e4m3 with one scale per group
+// (amax → 448), the per-tensor scaling of fp8 attention kernels, applied per nonce.
+void round_fp8_groups_inplace(float* x, int64_t groups, int64_t group_size, ThreadPool& pool);
+
 // Multi-head attention for `groups` independent sequences: q [groups·lq, heads·d],
 // k, v [groups·lk, heads·d] → out [groups·lq, heads·d]. softmax(q·kᵀ/√d)·v with fp32 scores
-// and probabilities; no mask.
+// and probabilities; no mask. round_p_bf16 rounds the probabilities to bf16 before P·V (the
+// row sum stays fp32), as FlashAttention does.
 void attention(const float* q, const float* k, const float* v, int64_t groups, int64_t lq,
-               int64_t lk, int heads, int head_dim, float* out, ThreadPool& pool);
+               int64_t lk, int heads, int head_dim, float* out, ThreadPool& pool,
+               bool round_p_bf16 = false);
 
 // In place: x = GELU_tanh(x).
 void gelu_tanh_inplace(float* x, int64_t n, ThreadPool& pool);

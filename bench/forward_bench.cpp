@@ -1,0 +1,211 @@
+// ditpoc_bench forward: seconds per nonce and achieved GFLOP/s (SPEC §12 FLOPs) of the CPU
+// backend's whole nonce forward with seeded random weights, next to the rate OpenBLAS's
+// sgemm reaches on the same forward's GEMM shapes in the same run (the yardstick).
+//
+//   ditpoc_bench forward [--model ID]... [--grid F,H,W] [--ctx-len N] [--batch B]
+//                        [--threads N] [--min-time S] [--json]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "backend.h"
+#include "bf16.h"
+#include "cpu/gemm.h"
+#include "flops.h"
+#include "model_config.h"
+#include "seeding.h"
+#include "weights.h"
+
+#ifdef DITPOC_HAVE_CBLAS
+#include <cblas.h>
+extern "C" void openblas_set_num_threads(int) __attribute__((weak));
+#endif
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+struct Shape {
+  int64_t m, n, k;
+  int count;  // how often one batch forward runs it
+};
+
+// Every GEMM of one batch forward with all nonces on one expert (routing mixes experts, which
+// splits M but not the work).
+std::vector<Shape> forward_gemms(const ditpoc::ModelConfig& c, int64_t B, int64_t L, int64_t Lc) {
+  const int64_t D = c.dim, F = c.ffn_dim, layers = c.num_layers;
+  return {
+      {B * L, D, D, static_cast<int>(6 * layers)},  // self q,k,v,o and cross q,o
+      {B * Lc, D, D, static_cast<int>(2 * layers)}, // cross k,v over the text context
+      {B * L, F, D, static_cast<int>(layers)},
+      {B * L, D, F, static_cast<int>(layers)},
+      {B * Lc, D, c.text_dim, 1},
+      {B * Lc, D, D, 1},
+      {B * L, D, c.patch_in(), 1},
+      {B * L, c.head_out(), D, 1},
+  };
+}
+
+// Seconds for one pass over the shapes with `run(shape, A, W, C)`, best of reps.
+template <class Run>
+double time_shapes(const std::vector<Shape>& shapes, Run run, int reps) {
+  double best = 1e30;
+  for (int r = 0; r < reps + 1; ++r) {  // the first pass warms up
+    double total = 0;
+    for (const Shape& s : shapes) {
+      const auto t0 = Clock::now();
+      run(s);
+      total += since(t0) * s.count;
+    }
+    if (r > 0) best = std::min(best, total);
+  }
+  return best;
+}
+
+struct Options {
+  std::vector<std::string> models;
+  int grid[3] = {1, 4, 4};
+  int ctx_len = -1;
+  int batch = 4;
+  int threads = 0;
+  double min_time = 3.0;
+  bool json = false;
+};
+
+}  // namespace
+
+int forward_main(int argc, char** argv) {
+  Options o;
+  for (int i = 0; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&]() -> const char* {
+      if (i + 1 >= argc) { std::fprintf(stderr, "forward: %s needs a value\n", a.c_str()); std::exit(2); }
+      return argv[++i];
+    };
+    if (a == "--model") o.models.push_back(next());
+    else if (a == "--grid") {
+      if (std::sscanf(next(), "%d,%d,%d", &o.grid[0], &o.grid[1], &o.grid[2]) != 3) { std::fprintf(stderr, "forward: --grid F,H,W\n"); return 2; }
+    } else if (a == "--ctx-len") o.ctx_len = std::atoi(next());
+    else if (a == "--batch") o.batch = std::atoi(next());
+    else if (a == "--threads") o.threads = std::atoi(next());
+    else if (a == "--min-time") o.min_time = std::atof(next());
+    else if (a == "--json") o.json = true;
+    else { std::fprintf(stderr, "forward: unknown option '%s'\n", a.c_str()); return 2; }
+  }
+  if (o.models.empty()) o.models = {"wan-tiny", "wan2.1-t2v-1.3b"};
+  const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+#ifdef DITPOC_HAVE_CBLAS
+  if (openblas_set_num_threads) openblas_set_num_threads(threads);
+#endif
+  if (o.json) std::printf("{\"bench\": \"forward\", \"threads\": %d, \"results\": [\n", threads);
+  for (size_t mi = 0; mi < o.models.size(); ++mi) {
+    const ditpoc::ModelConfig& cfg = ditpoc::find_model(o.models[mi]);
+    const int ctx = o.ctx_len > 0 ? o.ctx_len : (cfg.id == "wan-tiny" ? 16 : 512);
+    ditpoc::ThreadPool pool(threads);
+    auto t0 = Clock::now();
+    auto weights = std::make_shared<ditpoc::ModelWeights>(ditpoc::random_weights(cfg, "bench", pool));
+    const double gen_s = since(t0);
+    t0 = Clock::now();
+    auto backend = ditpoc::make_cpu_backend(weights, threads);
+    const double prep_s = since(t0);
+
+    ditpoc::BatchRequest req;
+    req.grid = {o.grid[0], o.grid[1], o.grid[2]};
+    req.ctx_len = ctx;
+    for (int i = 0; i < cfg.num_layers; ++i) req.householder_seeds.push_back(ditpoc::seed32("bench_layer_" + std::to_string(i)));
+    double flops = 0;
+    for (int b = 0; b < o.batch; ++b) {
+      ditpoc::NonceInput n;
+      n.latent_seed = ditpoc::seed32("bench_latent_" + std::to_string(b));
+      n.context_seed = ditpoc::seed32("bench_context_" + std::to_string(b));
+      n.timestep = 100 + 37 * b;
+      int used[2] = {0, 0};
+      for (int i = 0; i < cfg.num_layers; ++i) {
+        const uint8_t r = cfg.num_experts() == 1 ? 0 : static_cast<uint8_t>(ditpoc::mm(i, n.context_seed) >> 31);
+        n.experts.push_back(r);
+        used[r] = 1;
+      }
+      flops += ditpoc::forward_flops(cfg, req.grid.tokens(), ctx, used[0] + used[1]);
+      req.nonces.push_back(std::move(n));
+    }
+    std::vector<float> out(static_cast<size_t>(o.batch * backend->output_size(req.grid)));
+    backend->forward(req, out.data());  // warm-up
+    double best = 1e30, total = 0;
+    int reps = 0;
+    while (reps < 3 || total < o.min_time) {
+      t0 = Clock::now();
+      backend->forward(req, out.data());
+      const double dt = since(t0);
+      best = std::min(best, dt);
+      total += dt;
+      ++reps;
+    }
+    const double gflops = flops / best * 1e-9;
+
+    // GEMM yardsticks on this forward's shapes: our GEMM alone, and OpenBLAS sgemm.
+    const auto shapes = forward_gemms(cfg, o.batch, req.grid.tokens(), ctx);
+    double gemm_flops = 0;
+    for (const Shape& s : shapes) gemm_flops += 2.0 * s.m * s.n * s.k * s.count;
+    std::mt19937 rng(7);
+    std::uniform_real_distribution<float> uni(-1, 1);
+    std::map<std::pair<int64_t, int64_t>, std::pair<ditpoc::cpu::PackedWeight, std::vector<float>>> mats;
+    std::map<int64_t, std::vector<float>> as;
+    for (const Shape& s : shapes) {
+      auto& m = mats[{s.n, s.k}];
+      if (m.second.empty()) {
+        std::vector<uint16_t> wb(static_cast<size_t>(s.n * s.k));
+        for (auto& w : wb) w = ditpoc::f32_to_bf16(uni(rng) * 0.05f);
+        m.first = ditpoc::cpu::PackedWeight::pack(wb.data(), s.n, s.k);
+        m.second.resize(wb.size());
+        for (size_t i = 0; i < wb.size(); ++i) m.second[i] = ditpoc::bf16_to_f32(wb[i]);
+      }
+      auto& a = as[s.m * 1000003 + s.k];
+      if (a.empty()) { a.resize(static_cast<size_t>(s.m * s.k)); for (auto& v : a) v = uni(rng); }
+    }
+    std::vector<float> c;
+    auto A = [&](const Shape& s) { return as[s.m * 1000003 + s.k].data(); };
+    const double ours_gemm_s = time_shapes(shapes, [&](const Shape& s) {
+      c.resize(static_cast<size_t>(s.m * s.n));
+      ditpoc::cpu::gemm(A(s), s.k, s.m, mats[{s.n, s.k}].first, nullptr, c.data(), s.n, true, pool);
+    }, 2);
+    double blas_s = 0;
+#ifdef DITPOC_HAVE_CBLAS
+    blas_s = time_shapes(shapes, [&](const Shape& s) {
+      c.resize(static_cast<size_t>(s.m * s.n));
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)s.m, (int)s.n, (int)s.k, 1.0f, A(s), (int)s.k,
+                  mats[{s.n, s.k}].second.data(), (int)s.k, 0.0f, c.data(), (int)s.n);
+    }, 2);
+#endif
+    const double blas_gf = blas_s > 0 ? gemm_flops / blas_s * 1e-9 : 0;
+    const double ours_gemm_gf = gemm_flops / ours_gemm_s * 1e-9;
+    if (o.json) {
+      std::printf("  {\"model\": \"%s\", \"grid\": [%d, %d, %d], \"ctx_len\": %d, \"batch\": %d, \"weights_generation_s\": %.3f,"
+                  " \"prepare_s\": %.3f, \"seconds_per_nonce\": %.6f, \"model_gflop_per_nonce\": %.4f, \"achieved_gflops\": %.2f,"
+                  " \"gemm_share_of_flops\": %.4f, \"our_gemm_gflops\": %.2f, \"blas_sgemm_gflops\": %s, \"fraction_of_blas\": %s}%s\n",
+                  cfg.id.c_str(), o.grid[0], o.grid[1], o.grid[2], ctx, o.batch, gen_s, prep_s, best / o.batch,
+                  flops / o.batch * 1e-9, gflops, gemm_flops / flops, ours_gemm_gf,
+                  blas_s > 0 ? std::to_string(blas_gf).c_str() : "null",
+                  blas_s > 0 ? std::to_string(gflops / blas_gf).c_str() : "null", mi + 1 < o.models.size() ? "," : "");
+    } else {
+      std::printf("%s grid %dx%dx%d ctx %d batch %d, %d threads (weights generated in %.2f s, packed in %.2f s)\n",
+                  cfg.id.c_str(), o.grid[0], o.grid[1], o.grid[2], ctx, o.batch, threads, gen_s, prep_s);
+      std::printf("  forward: %.4f s/nonce, %.3f GFLOP/nonce (SPEC §12), %.1f GFLOP/s achieved\n", best / o.batch,
+                  flops / o.batch * 1e-9, gflops);
+      std::printf("  GEMMs of this forward (%.0f %% of its FLOPs): our GEMM %.1f GFLOP/s", 100 * gemm_flops / flops, ours_gemm_gf);
+      if (blas_s > 0)
+        std::printf(", OpenBLAS sgemm %.1f GFLOP/s -> forward at %.0f %% of the BLAS rate\n", blas_gf, 100 * gflops / blas_gf);
+      else
+        std::printf(", no BLAS yardstick (built without CBLAS)\n");
+    }
+    std::fflush(stdout);
+  }
+  if (o.json) std::printf("]}\n");
+  return 0;
+}

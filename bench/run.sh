@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# npm run bench: builds the engine with plain CMake (Release) and runs the benchmarks:
+# the CPU forward (s/nonce, GFLOP/s, against OpenBLAS sgemm on the same shapes), the GEMM
+# against OpenBLAS, and the SMST commitment build. Extra arguments go to the forward bench.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+gen=(); command -v ninja >/dev/null && gen=(-G Ninja)
+cmake -S . -B build/engine "${gen[@]}" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build/engine --target ditpoc_bench -j"$(nproc)" >/dev/null
+echo "== forward (CPU backend)"
+./build/engine/ditpoc_bench forward "$@"
+echo "== GEMM"
+./build/engine/ditpoc_bench gemm
+echo "== SMST commitment"
+[ -f dist/bench/smst-bench.js ] || npx tsc -p tsconfig.json
+node dist/bench/smst-bench.js

@@ -1,0 +1,64 @@
+// Per-model validation defaults measured by `dit-poc calibrate` (calibration/<model>.json in
+// the package). validate and serve use them unless a flag or request overrides them; a model
+// without a file falls back to SPEC §10's defaults.
+import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { InputError } from '../errors.js';
+import { DEFAULT_STAT_TEST, parseStatTest, type StatTest } from '../validation/verdict.js';
+
+export interface CalibrationFile {
+  model: string;
+  stat_test: StatTest;
+  basis: string;
+  nonces: number;
+  created: string;
+  command: string;
+}
+
+function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    if (existsSync(join(dir, 'package.json'))) return dir;
+    dir = resolve(dir, '..');
+  }
+  throw new Error('dit-poc package root not found');
+}
+
+export function calibrationPath(model: string, root = join(packageRoot(), 'calibration')): string {
+  return join(root, `${model}.json`);
+}
+
+export function readCalibration(model: string, root?: string): CalibrationFile | null {
+  const p = calibrationPath(model, root);
+  if (!existsSync(p)) return null;
+  let data: unknown;
+  try {
+    data = JSON.parse(readFileSync(p, 'utf8'));
+  } catch (e) {
+    throw new InputError(`calibration file ${p} is not valid JSON: ${(e as Error).message}`);
+  }
+  const d = data as CalibrationFile;
+  if (d?.model !== model) throw new InputError(`calibration file ${p} is for model ${JSON.stringify(d?.model)}, not ${model}`);
+  return { ...d, stat_test: parseStatTest(d.stat_test) };
+}
+
+export function writeCalibration(file: CalibrationFile, root?: string): string {
+  const p = calibrationPath(file.model, root);
+  mkdirSync(dirname(p), { recursive: true });
+  writeFileSync(p, JSON.stringify(file, null, 2) + '\n');
+  return p;
+}
+
+/** The stat test for a model: its calibration (or SPEC §10 defaults), then explicit overrides. */
+export function statTestForModel(model: string, overrides: Partial<Record<string, unknown>> = {}): StatTest {
+  const base = readCalibration(model)?.stat_test ?? DEFAULT_STAT_TEST;
+  const given: Record<string, unknown> = Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined));
+  // Gonka's fraud_threshold alias overrides the calibrated p_value_threshold like the real name.
+  if (given.fraud_threshold !== undefined && given.p_value_threshold === undefined) {
+    given.p_value_threshold = given.fraud_threshold;
+    delete given.fraud_threshold;
+  }
+  return parseStatTest({ ...base, ...given });
+}

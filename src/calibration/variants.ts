@@ -1,0 +1,39 @@
+// The configurations calibration compares with the reference: honest ones a validator must
+// accept (benign) and cheaper or wrong ones it must catch (malign).
+import type { Deviations } from '../engine/deviations.js';
+import type { ModelInfo, Precision } from '../engine/native.js';
+
+export interface Variant {
+  name: string;
+  kind: 'benign' | 'malign';
+  precision?: Precision;
+  ctxLen?: number;
+  threads?: number;
+  batch?: number;
+  deviations?: Deviations;
+}
+
+export function calibrationVariants(cfg: ModelInfo, ctxLen: number, blockHash: string): Variant[] {
+  const v: Variant[] = [
+    { name: 'batch size 1', kind: 'benign', batch: 1 },
+    { name: 'one thread', kind: 'benign', threads: 1 },
+    { name: 'fp32 GEMM/attention inputs (a more precise backend)', kind: 'benign', precision: 'fp32' },
+    { name: 'bf16 attention probabilities (FlashAttention-style GPU numerics)', kind: 'benign', precision: 'bf16-flash' },
+  ];
+  if (cfg.experts.length === 2) {
+    v.push({ name: 'one expert for every layer (high noise)', kind: 'malign', deviations: { singleExpert: 0 } });
+    v.push({ name: 'one expert for every layer (low noise)', kind: 'malign', deviations: { singleExpert: 1 } });
+  }
+  v.push(
+    { name: 'one block skipped', kind: 'malign', deviations: { skipLayers: [Math.floor(cfg.numLayers / 2)] } },
+    { name: 'two blocks skipped', kind: 'malign', deviations: { skipLayers: [1, cfg.numLayers - 2] } },
+    { name: 'weights in fp8 e4m3', kind: 'malign', deviations: { weightTransform: 'fp8' } },
+    { name: 'weights in int4 (group 128)', kind: 'malign', deviations: { weightTransform: 'int4:128' } },
+    { name: 'weights with 1 % noise', kind: 'malign', deviations: { weightTransform: 'noise:0.01:calibration' } },
+    { name: 'attention inputs in fp8', kind: 'malign', precision: 'fp8-attention' },
+    { name: 'ctx_len halved', kind: 'malign', ctxLen: Math.max(1, Math.floor(ctxLen / 2)) },
+    { name: 'wrong Householder seed', kind: 'malign', deviations: { householderBlockHash: `${blockHash}-wrong` } },
+    { name: 'timestep off by one', kind: 'malign', deviations: { timestepShift: 1 } },
+  );
+  return v;
+}

@@ -1,0 +1,141 @@
+// Assembles `dit-poc serve`: device workers, spool, metrics, service and HTTP app; and takes
+// them down in order on shutdown.
+import type { Logger } from 'pino';
+
+import { makeRound } from '../round/params.js';
+import { closeWorkers } from '../workers/pool.js';
+import { buildApp } from './app.js';
+import { DeviceWorker, type DeviceSpec } from './devices.js';
+import { ServerMetrics } from './metrics.js';
+import type { Deployed } from './params.js';
+import { PocService } from './service.js';
+import { fetchPost, Spool, type PostFn, type RetryPolicy } from './spool.js';
+
+export interface ServeConfig {
+  deployed: Deployed;
+  devices: DeviceSpec[];
+  host: string;
+  port: number;
+  spoolDir: string;
+  spoolMaxBytes: number;
+  /** Artifacts per callback at most (a segment is sealed early when it reaches this). */
+  maxCallbackArtifacts: number;
+  token?: string;
+  defaultBatchSize: number;
+  callbackIntervalMs: number;
+  callbackTimeoutMs: number;
+  retry: RetryPolicy;
+  maxRejects: number;
+  shutdownTimeoutMs: number;
+  bodyLimit: number;
+  resultTtlMs: number;
+  logger: Logger;
+  post?: PostFn;
+}
+
+export interface RunningServer {
+  url: string;
+  service: PocService;
+  spool: Spool;
+  /** Stops generation and jobs, closes HTTP, flushes the spool within the shutdown timeout. */
+  shutdown(reason: string): Promise<{ flushed: boolean }>;
+}
+
+/** Weights that do not change per round (a checkpoint or a pinned seed) are loaded at startup. */
+function fixedWeights(d: Deployed): boolean {
+  return d.weights !== 'random' || d.weightsSeed !== undefined;
+}
+
+export async function startServer(c: ServeConfig): Promise<RunningServer> {
+  const log = c.logger;
+  // Each device worker keeps one native forward on libuv's pool; file I/O and DNS need some too.
+  const uvThreads = Number(process.env.UV_THREADPOOL_SIZE) || 4;
+  if (c.devices.length + 2 > uvThreads)
+    log.warn({ devices: c.devices.length, UV_THREADPOOL_SIZE: uvThreads }, `set UV_THREADPOOL_SIZE to at least ${c.devices.length + 2} before starting, or device workers will wait for each other`);
+  const devices = c.devices.map((spec, i) => new DeviceWorker(i, spec));
+  if (fixedWeights(c.deployed)) {
+    const round = makeRound({ model: c.deployed.model, blockHash: 'startup', publicKey: 'startup', weights: c.deployed.weights, weightsSeed: c.deployed.weightsSeed });
+    const t0 = performance.now();
+    await Promise.all(devices.map(async (d) => (await d.acquire(round)).release()));
+    log.info({ model: c.deployed.model, weights: c.deployed.weights, seconds: (performance.now() - t0) / 1000 }, 'weights loaded');
+  }
+
+  // The metrics read the spool and the service, which are created below.
+  let spool: Spool | null = null;
+  let service: PocService | null = null;
+  const metrics = new ServerMetrics({
+    spoolDepth: () => spool?.depth ?? { segments: 0, artifacts: 0, bytes: 0 },
+    jobQueue: () => service?.jobs.depth ?? { jobs: 0, nonces: 0 },
+    generating: () => service?.generating ?? false,
+    devices,
+    model: c.deployed.model,
+  });
+  spool = new Spool({
+    dir: c.spoolDir,
+    flushIntervalMs: c.callbackIntervalMs,
+    maxSegmentArtifacts: c.maxCallbackArtifacts,
+    maxBytes: c.spoolMaxBytes,
+    retry: c.retry,
+    timeoutMs: c.callbackTimeoutMs,
+    maxRejects: c.maxRejects,
+    post: c.post ?? fetchPost,
+    logger: log.child({ part: 'spool' }),
+    events: {
+      onDelivered: (kind, artifacts) => {
+        metrics.callbacks.inc({ kind, outcome: 'delivered' });
+        if (kind === 'generated') metrics.artifactsDelivered.inc(artifacts);
+      },
+      onFailure: (kind, reason) => metrics.callbackFailures.inc({ kind, reason }),
+      onDeadLetter: (kind) => metrics.callbacks.inc({ kind, outcome: 'dead' }),
+    },
+  });
+  spool.start();
+  const sp = spool;
+  service = new PocService({
+    deployed: c.deployed,
+    devices,
+    spool: sp,
+    metrics,
+    log,
+    defaultBatchSize: c.defaultBatchSize,
+    jobs: { maxQueuedNonces: 100_000, resultTtlMs: c.resultTtlMs, maxStoredArtifacts: 200_000, maxJobs: 10_000 },
+  });
+  const svc = service;
+  const app = buildApp({ service: svc, metrics, logger: log, bodyLimit: c.bodyLimit, token: c.token });
+  let address: string;
+  try {
+    address = await app.listen({ host: c.host, port: c.port });
+  } catch (e) {
+    sp.close();
+    metrics.close();
+    throw e;
+  }
+  let down: Promise<{ flushed: boolean }> | null = null;
+  return {
+    url: address,
+    service: svc,
+    spool: sp,
+    shutdown: (reason) =>
+      (down ??= (async () => {
+        log.info({ reason }, 'shutting down: stopping generation and jobs');
+        svc.close();
+        // Bounded: a generation still loading its weights is left behind (the process exits).
+        const stopped = await Promise.race([
+          svc.stop('the server is shutting down').then(() => true),
+          new Promise<false>((r) => setTimeout(() => r(false), c.shutdownTimeoutMs).unref()),
+        ]);
+        if (!stopped) log.warn('generation did not stop within the shutdown timeout');
+        await app.close();
+        const deadline = Date.now() + c.shutdownTimeoutMs;
+        const flushed = await sp.drain(deadline);
+        const left = sp.depth;
+        if (flushed) log.info('spool flushed: every callback was acknowledged');
+        else log.warn({ segments: left.segments, artifacts: left.artifacts, dir: c.spoolDir }, 'spool not empty at shutdown: kept on disk, re-sent at the next start');
+        sp.close();
+        metrics.close();
+        for (const d of devices) d.dispose();
+        await closeWorkers();
+        return { flushed };
+      })()),
+  };
+}

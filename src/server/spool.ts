@@ -1,0 +1,644 @@
+// Durable callback spool: every callback body (artifacts for `{url}/generated`, verdicts for
+// `{url}/validated`) is on disk under the spool directory before it is sent, and leaves the disk
+// only once the receiver acknowledged it with a 2xx. After a crash or restart the directory is
+// scanned and everything in it is sent again (duplicates are harmless: Gonka's decentralized-api
+// ignores duplicate nonces).
+//
+// Layout of the directory:
+//   spool.lock                     pid of the server that owns the directory
+//   open-<seq>.ndjson              segment being appended to by a generation stream
+//   seg-<seq>-<count>.ndjson       sealed segment, waiting for delivery
+//   tmp-<seq>.ndjson               half-written sealed segment (deleted at startup)
+//   dead/seg-…                     segments the receiver rejected with 4xx too often (kept, not retried)
+// Segment format (NDJSON): line 1 {"v":1,"kind":"generated"|"validated","url":…}; line 2 the body's
+// envelope (for validated: the whole body); then one `[nonce,"vector_b64"]` line per artifact.
+// Appends are written to the OS on every batch (they survive a killed process) and fsynced when the
+// segment is sealed, which happens every flush interval or at maxSegmentArtifacts.
+//
+// Delivery: one lane per callback URL, one request in flight per lane, segments in sequence order.
+// A failed send (network error, timeout, non-2xx) backs the lane off exponentially up to a cap and
+// retries the same segment; a segment refused with a 4xx (other than 408/425/429) maxRejects times
+// is moved to dead/. Memory holds only per-segment metadata and at most one segment per lane
+// (segments are bounded in size); when the bytes on disk exceed maxBytes, writers are told to
+// wait (see `full` / `waitForRoom`).
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import type { Logger } from 'pino';
+
+import { InputError } from '../errors.js';
+
+export type CallbackKind = 'generated' | 'validated';
+
+/** Envelope of a `{url}/generated` body (everything but the artifacts). */
+export interface GeneratedEnvelope {
+  request_id?: string;
+  public_key: string;
+  block_hash: string;
+  block_height: number;
+  node_id: number;
+  encoding: { dtype: 'f16'; k_dim: number; endian: 'le' };
+}
+
+export interface RetryPolicy {
+  initialMs: number;
+  maxMs: number;
+  factor: number;
+}
+
+export type PostResult = { status: number } | { error: 'timeout' | 'network'; message: string };
+
+/** Sends one JSON body; never throws. */
+export type PostFn = (url: string, body: string, timeoutMs: number, signal: AbortSignal) => Promise<PostResult>;
+
+export interface SpoolEvents {
+  onDelivered?(kind: CallbackKind, artifacts: number): void;
+  onFailure?(kind: CallbackKind, reason: string): void;
+  onDeadLetter?(kind: CallbackKind): void;
+}
+
+export interface SpoolOptions {
+  dir: string;
+  flushIntervalMs: number;
+  maxSegmentArtifacts: number;
+  maxBytes: number;
+  retry: RetryPolicy;
+  timeoutMs: number;
+  maxRejects: number;
+  post: PostFn;
+  logger: Logger;
+  events?: SpoolEvents;
+}
+
+interface Segment {
+  seq: number;
+  file: string;
+  kind: CallbackKind;
+  url: string;
+  count: number;
+  bytes: number;
+  rejects: number;
+}
+
+interface Lane {
+  url: string;
+  queue: Segment[];
+  busy: boolean;
+  failures: number;
+  nextAt: number;
+  timer: NodeJS.Timeout | null;
+}
+
+const SEQ_WIDTH = 12;
+const pad = (n: number) => String(n).padStart(SEQ_WIDTH, '0');
+const SEALED_RE = /^seg-(\d+)-(\d+)\.ndjson$/;
+const OPEN_RE = /^open-(\d+)\.ndjson$/;
+const TMP_RE = /^tmp-(\d+)\.ndjson$/;
+
+function header(kind: CallbackKind, url: string): string {
+  return JSON.stringify({ v: 1, kind, url }) + '\n';
+}
+
+function parseHeader(line: string): { kind: CallbackKind; url: string } | null {
+  try {
+    const h = JSON.parse(line) as { v?: number; kind?: string; url?: string };
+    if (h.v !== 1 || (h.kind !== 'generated' && h.kind !== 'validated') || typeof h.url !== 'string') return null;
+    return { kind: h.kind, url: h.url };
+  } catch {
+    return null;
+  }
+}
+
+function isArtifactLine(v: unknown): v is [number, string] {
+  return Array.isArray(v) && v.length === 2 && Number.isInteger(v[0]) && typeof v[1] === 'string';
+}
+
+/** Lines of a segment; a torn last line (crash mid-write) and anything after it is ignored. */
+function parseSegment(text: string): { kind: CallbackKind; url: string; envelope: unknown; artifacts: [number, string][] } | null {
+  const lines = text.split('\n');
+  const h = parseHeader(lines[0] ?? '');
+  if (!h) return null;
+  let envelope: unknown;
+  try {
+    envelope = JSON.parse(lines[1] ?? '');
+  } catch {
+    return null;
+  }
+  const artifacts: [number, string][] = [];
+  for (let i = 2; i < lines.length; i++) {
+    if (lines[i] === '') continue;
+    let v: unknown;
+    try {
+      v = JSON.parse(lines[i]);
+    } catch {
+      break;
+    }
+    if (!isArtifactLine(v)) break;
+    artifacts.push(v);
+  }
+  return { ...h, envelope, artifacts };
+}
+
+/** The `{url}/generated` body, fields in Gonka's order (request_id first for queued jobs). */
+export function generatedBody(env: GeneratedEnvelope, artifacts: [number, string][]): Record<string, unknown> {
+  const body: Record<string, unknown> = {};
+  if (env.request_id !== undefined) body.request_id = env.request_id;
+  body.public_key = env.public_key;
+  body.block_hash = env.block_hash;
+  body.block_height = env.block_height;
+  body.node_id = env.node_id;
+  body.artifacts = artifacts.map(([nonce, vector_b64]) => ({ nonce, vector_b64 }));
+  body.encoding = env.encoding;
+  return body;
+}
+
+export function callbackUrl(base: string, kind: CallbackKind): string {
+  return base.replace(/\/+$/, '') + '/' + kind;
+}
+
+/** An append-only generation stream: artifacts go to an open segment, sealed every interval. */
+export class SpoolStream {
+  private fd: number | null = null;
+  private seq = 0;
+  private count = 0;
+  private bytes = 0;
+  private closed = false;
+
+  constructor(
+    private readonly spool: Spool,
+    readonly url: string,
+    private readonly envelope: GeneratedEnvelope,
+  ) {}
+
+  get pendingArtifacts(): number {
+    return this.count;
+  }
+
+  get pendingBytes(): number {
+    return this.bytes;
+  }
+
+  append(artifacts: [number, string][]): void {
+    if (this.closed) throw new Error('spool stream is closed');
+    let i = 0;
+    while (i < artifacts.length) {
+      if (this.fd === null) this.open();
+      const room = this.spool.options.maxSegmentArtifacts - this.count;
+      const part = artifacts.slice(i, i + room);
+      const text = part.map((a) => JSON.stringify(a)).join('\n') + '\n';
+      const buf = Buffer.from(text);
+      writeSync(this.fd!, buf);
+      this.count += part.length;
+      this.bytes += buf.length;
+      i += part.length;
+      if (this.count >= this.spool.options.maxSegmentArtifacts) this.seal();
+    }
+  }
+
+  /** Makes the open segment durable and hands it to delivery; a no-op when nothing is open. */
+  seal(): void {
+    if (this.fd === null) return;
+    const fd = this.fd;
+    this.fd = null;
+    fsyncSync(fd);
+    closeSync(fd);
+    const open = join(this.spool.options.dir, `open-${pad(this.seq)}.ndjson`);
+    if (this.count === 0) {
+      unlinkSync(open);
+    } else {
+      const name = `seg-${pad(this.seq)}-${this.count}.ndjson`;
+      renameSync(open, join(this.spool.options.dir, name));
+      this.spool.fsyncDir();
+      this.spool.adopt({ seq: this.seq, file: name, kind: 'generated', url: this.url, count: this.count, bytes: statSync(join(this.spool.options.dir, name)).size, rejects: 0 });
+    }
+    this.count = 0;
+    this.bytes = 0;
+  }
+
+  /** Seals what is pending and refuses further appends. */
+  close(): void {
+    if (this.closed) return;
+    this.seal();
+    this.closed = true;
+    this.spool.detach(this);
+  }
+
+  private open(): void {
+    this.seq = this.spool.nextSeq();
+    const path = join(this.spool.options.dir, `open-${pad(this.seq)}.ndjson`);
+    this.fd = openSync(path, 'wx');
+    const head = Buffer.from(header('generated', this.url) + JSON.stringify(this.envelope) + '\n');
+    writeSync(this.fd, head);
+    this.bytes = head.length;
+    this.count = 0;
+  }
+}
+
+export class Spool {
+  private seq = 0;
+  private readonly lanes = new Map<string, Lane>();
+  private readonly streams = new Set<SpoolStream>();
+  private readonly waiters = new Set<() => void>();
+  private readonly inflight = new Set<AbortController>();
+  private flushTimer: NodeJS.Timeout | null = null;
+  private closed = false;
+  private segBytes = 0;
+  private segArtifacts = 0;
+  private segCount = 0;
+  private lockPath: string;
+
+  constructor(readonly options: SpoolOptions) {
+    this.lockPath = join(options.dir, 'spool.lock');
+  }
+
+  /** Takes the directory's lock, recovers what a previous run left, starts delivery. */
+  start(): void {
+    const { dir } = this.options;
+    mkdirSync(join(dir, 'dead'), { recursive: true });
+    this.lock();
+    const names = readdirSync(dir);
+    let maxSeq = 0;
+    for (const name of names) {
+      const m = SEALED_RE.exec(name) ?? OPEN_RE.exec(name) ?? TMP_RE.exec(name);
+      if (m) maxSeq = Math.max(maxSeq, Number(m[1]));
+    }
+    for (const name of readdirSync(join(dir, 'dead'))) {
+      const m = SEALED_RE.exec(name);
+      if (m) maxSeq = Math.max(maxSeq, Number(m[1]));
+    }
+    this.seq = maxSeq + 1;
+    let recovered = 0;
+    for (const name of names.sort()) {
+      const path = join(dir, name);
+      if (TMP_RE.test(name)) {
+        unlinkSync(path);
+        continue;
+      }
+      const open = OPEN_RE.exec(name);
+      if (open) {
+        // Left by a killed process: seal what was written (its torn tail, if any, is ignored).
+        const seg = parseSegment(readFileSync(path, 'utf8'));
+        if (!seg || seg.artifacts.length === 0) {
+          if (seg) unlinkSync(path);
+          else this.bury(name, 'unreadable open segment');
+          continue;
+        }
+        const sealed = `seg-${open[1]}-${seg.artifacts.length}.ndjson`;
+        renameSync(path, join(dir, sealed));
+        this.adopt({ seq: Number(open[1]), file: sealed, kind: seg.kind, url: seg.url, count: seg.artifacts.length, bytes: statSync(join(dir, sealed)).size, rejects: 0 }, false);
+        recovered++;
+        continue;
+      }
+      const sealed = SEALED_RE.exec(name);
+      if (!sealed) continue;
+      const h = parseHeader(this.firstLine(path));
+      if (!h) {
+        this.bury(name, 'unreadable segment header');
+        continue;
+      }
+      this.adopt({ seq: Number(sealed[1]), file: name, kind: h.kind, url: h.url, count: Number(sealed[2]), bytes: statSync(path).size, rejects: 0 }, false);
+      recovered++;
+    }
+    this.fsyncDir();
+    if (recovered > 0) this.options.logger.info({ segments: recovered, artifacts: this.segArtifacts, bytes: this.segBytes }, 'spool: re-sending segments left by a previous run');
+    this.flushTimer = setInterval(() => this.flush(), this.options.flushIntervalMs);
+    this.flushTimer.unref();
+    for (const lane of this.lanes.values()) this.kick(lane);
+  }
+
+  /** A generation stream to `{url}/generated`. */
+  openStream(url: string, envelope: GeneratedEnvelope): SpoolStream {
+    const s = new SpoolStream(this, url, envelope);
+    this.streams.add(s);
+    return s;
+  }
+
+  /** Spools one complete callback body (a queued job's artifacts or a verdict). */
+  enqueue(kind: CallbackKind, url: string, envelope: unknown, artifacts: [number, string][] = []): void {
+    const seq = this.nextSeq();
+    const { dir } = this.options;
+    const tmp = join(dir, `tmp-${pad(seq)}.ndjson`);
+    const lines = [header(kind, url).trimEnd(), JSON.stringify(envelope), ...artifacts.map((a) => JSON.stringify(a))];
+    const fd = openSync(tmp, 'wx');
+    try {
+      writeSync(fd, lines.join('\n') + '\n');
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    const name = `seg-${pad(seq)}-${artifacts.length}.ndjson`;
+    renameSync(tmp, join(dir, name));
+    this.fsyncDir();
+    this.adopt({ seq, file: name, kind, url, count: artifacts.length, bytes: statSync(join(dir, name)).size, rejects: 0 });
+  }
+
+  /** Seals every open stream now (each becomes a callback). */
+  flush(): void {
+    for (const s of this.streams) {
+      try {
+        s.seal();
+      } catch (e) {
+        this.options.logger.error({ err: e }, 'spool: cannot seal a segment');
+      }
+    }
+  }
+
+  get depth(): { segments: number; artifacts: number; bytes: number } {
+    let artifacts = this.segArtifacts;
+    let bytes = this.segBytes;
+    for (const s of this.streams) {
+      artifacts += s.pendingArtifacts;
+      bytes += s.pendingBytes;
+    }
+    return { segments: this.segCount, artifacts, bytes };
+  }
+
+  get full(): boolean {
+    return this.depth.bytes >= this.options.maxBytes;
+  }
+
+  /** Resolves once the spool is below its byte cap (or at once when it is), or when `signal` aborts. */
+  waitForRoom(signal?: AbortSignal): Promise<void> {
+    if (!this.full || signal?.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        this.waiters.delete(check);
+        signal?.removeEventListener('abort', done);
+        resolve();
+      };
+      const check = () => {
+        if (!this.full) done();
+      };
+      this.waiters.add(check);
+      signal?.addEventListener('abort', done, { once: true });
+    });
+  }
+
+  /**
+   * Seals the open streams and sends until nothing is left or `deadline` (ms since epoch) passes.
+   * Returns true when the spool is empty.
+   */
+  async drain(deadline: number): Promise<boolean> {
+    this.flush();
+    // A lane backed off for longer than the drain allows gets one more early try.
+    const soon = Date.now() + this.options.retry.initialMs;
+    for (const lane of this.lanes.values()) {
+      if (lane.nextAt > soon) {
+        lane.nextAt = soon;
+        if (lane.timer) clearTimeout(lane.timer);
+        lane.timer = null;
+      }
+      this.kick(lane);
+    }
+    while (this.segCount > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+    return this.segCount === 0;
+  }
+
+  /** Stops delivery; everything not acknowledged stays on disk for the next run. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const s of [...this.streams]) {
+      try {
+        s.close();
+      } catch (e) {
+        this.options.logger.error({ err: e }, 'spool: cannot seal a segment');
+      }
+    }
+    if (this.flushTimer) clearInterval(this.flushTimer);
+    for (const lane of this.lanes.values()) if (lane.timer) clearTimeout(lane.timer);
+    for (const c of this.inflight) c.abort();
+    for (const w of [...this.waiters]) w();
+    this.unlock();
+  }
+
+  // ---- internals, used by SpoolStream ------------------------------------------------------
+
+  nextSeq(): number {
+    return this.seq++;
+  }
+
+  detach(s: SpoolStream): void {
+    this.streams.delete(s);
+  }
+
+  fsyncDir(): void {
+    try {
+      const fd = openSync(this.options.dir, 'r');
+      try {
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+    } catch {
+      // not every file system allows fsync on a directory
+    }
+  }
+
+  adopt(seg: Segment, kick = true): void {
+    let lane = this.lanes.get(seg.url);
+    if (!lane) {
+      lane = { url: seg.url, queue: [], busy: false, failures: 0, nextAt: 0, timer: null };
+      this.lanes.set(seg.url, lane);
+    }
+    lane.queue.push(seg);
+    lane.queue.sort((a, b) => a.seq - b.seq);
+    this.segCount++;
+    this.segArtifacts += seg.count;
+    this.segBytes += seg.bytes;
+    if (kick) this.kick(lane);
+  }
+
+  private forget(lane: Lane, seg: Segment): void {
+    const i = lane.queue.indexOf(seg);
+    if (i >= 0) lane.queue.splice(i, 1);
+    this.segCount--;
+    this.segArtifacts -= seg.count;
+    this.segBytes -= seg.bytes;
+    for (const w of [...this.waiters]) w();
+  }
+
+  private kick(lane: Lane): void {
+    if (this.closed || lane.busy || lane.queue.length === 0) return;
+    const wait = lane.nextAt - Date.now();
+    if (wait > 0) {
+      if (!lane.timer) {
+        lane.timer = setTimeout(() => {
+          lane.timer = null;
+          this.kick(lane);
+        }, wait);
+        lane.timer.unref();
+      }
+      return;
+    }
+    if (lane.timer) {
+      clearTimeout(lane.timer);
+      lane.timer = null;
+    }
+    lane.busy = true;
+    void this.send(lane, lane.queue[0]).finally(() => {
+      lane.busy = false;
+      this.kick(lane);
+    });
+  }
+
+  private async send(lane: Lane, seg: Segment): Promise<void> {
+    const path = join(this.options.dir, seg.file);
+    const log = this.options.logger;
+    let body: string;
+    try {
+      const parsed = parseSegment(await readFile(path, 'utf8'));
+      if (!parsed) throw new Error('unreadable segment');
+      body = JSON.stringify(seg.kind === 'generated' ? generatedBody(parsed.envelope as GeneratedEnvelope, parsed.artifacts) : parsed.envelope);
+    } catch (e) {
+      if (this.closed) return;
+      log.error({ err: e, file: seg.file }, 'spool: segment cannot be read; moved to dead/');
+      this.forget(lane, seg);
+      if (existsSync(path)) this.bury(seg.file, (e as Error).message);
+      return;
+    }
+    const ctl = new AbortController();
+    this.inflight.add(ctl);
+    const target = callbackUrl(seg.url, seg.kind);
+    const r = await this.options.post(target, body, this.options.timeoutMs, ctl.signal);
+    this.inflight.delete(ctl);
+    if (this.closed) return; // an aborted send stays on disk
+    if ('status' in r && r.status >= 200 && r.status < 300) {
+      try {
+        unlinkSync(path);
+      } catch (e) {
+        log.warn({ err: e, file: seg.file }, 'spool: cannot delete a delivered segment');
+      }
+      this.forget(lane, seg);
+      lane.failures = 0;
+      lane.nextAt = 0;
+      this.options.events?.onDelivered?.(seg.kind, seg.count);
+      log.debug({ url: target, artifacts: seg.count, seq: seg.seq }, 'callback delivered');
+      return;
+    }
+    const reason = 'status' in r ? `http_${Math.floor(r.status / 100)}xx` : r.error;
+    this.options.events?.onFailure?.(seg.kind, reason);
+    lane.failures++;
+    const { initialMs, maxMs, factor } = this.options.retry;
+    const delay = Math.min(maxMs, initialMs * factor ** (lane.failures - 1));
+    lane.nextAt = Date.now() + delay * (0.8 + 0.4 * Math.random());
+    const rejected = 'status' in r && r.status >= 400 && r.status < 500 && ![408, 425, 429].includes(r.status);
+    if (rejected) seg.rejects++;
+    const detail = 'status' in r ? { status: r.status } : { error: r.message };
+    if (rejected && seg.rejects >= this.options.maxRejects) {
+      log.error({ url: target, ...detail, file: seg.file, artifacts: seg.count }, 'callback: receiver keeps refusing this segment; moved to dead/');
+      this.forget(lane, seg);
+      this.bury(seg.file, 'refused');
+      this.options.events?.onDeadLetter?.(seg.kind);
+      return;
+    }
+    log.warn({ url: target, ...detail, attempt: lane.failures, retry_in_ms: Math.round(lane.nextAt - Date.now()), artifacts: seg.count }, 'callback failed; will retry');
+  }
+
+  private bury(name: string, why: string): void {
+    try {
+      renameSync(join(this.options.dir, name), join(this.options.dir, 'dead', name));
+      this.options.logger.warn({ file: name, why }, 'spool: segment moved to dead/');
+    } catch (e) {
+      this.options.logger.error({ err: e, file: name }, 'spool: cannot move a segment to dead/');
+    }
+  }
+
+  private firstLine(path: string): string {
+    const fd = openSync(path, 'r');
+    try {
+      const buf = Buffer.alloc(16384);
+      const n = readSync(fd, buf, 0, buf.length, 0);
+      const text = buf.subarray(0, n).toString('utf8');
+      const nl = text.indexOf('\n');
+      return nl >= 0 ? text.slice(0, nl) : text;
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  private lock(): void {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const fd = openSync(this.lockPath, 'wx');
+        writeSync(fd, `${process.pid}\n`);
+        closeSync(fd);
+        return;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) throw e;
+      }
+      let pid = NaN;
+      try {
+        pid = Number(readFileSync(this.lockPath, 'utf8').trim());
+      } catch {
+        // removed meanwhile
+      }
+      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && holdsSpool(pid))
+        throw new SpoolLockedError(`spool directory ${this.options.dir} is in use by process ${pid} (another dit-poc serve?)`);
+      // Left by a process that is gone (killed, crashed): take it over.
+      try {
+        unlinkSync(this.lockPath);
+      } catch {
+        // removed meanwhile
+      }
+    }
+  }
+
+  private unlock(): void {
+    try {
+      if (readFileSync(this.lockPath, 'utf8').trim() === String(process.pid)) unlinkSync(this.lockPath);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+export class SpoolLockedError extends InputError {
+  override name = 'SpoolLockedError';
+}
+
+/** Whether pid is alive and (where /proc tells) a dit-poc serve, not a stranger reusing the pid. */
+function holdsSpool(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('serve');
+  } catch {
+    return true;
+  }
+}
+
+/** POST with fetch; network errors and timeouts are results, not exceptions. */
+export const fetchPost: PostFn = async (url, body, timeoutMs, signal) => {
+  try {
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body,
+      signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]),
+    });
+    await res.arrayBuffer().catch(() => undefined);
+    return { status: res.status };
+  } catch (e) {
+    const err = e as Error & { cause?: { code?: string; message?: string } };
+    if (err.name === 'TimeoutError') return { error: 'timeout', message: `no answer within ${timeoutMs} ms` };
+    return { error: 'network', message: err.cause?.code ?? err.cause?.message ?? err.message };
+  }
+};
