@@ -2,6 +2,7 @@
 //
 //   ditpoc_bench gemm [--threads N] [--json] [--min-time S] [--shape MxNxK]...
 //   ditpoc_bench forward [...]   (bench/forward_bench.cpp)
+//   ditpoc_bench cuda [...]      (bench/cuda_bench.cpp; builds with the CUDA backend)
 //
 // Each sub-command lives in its own run_*_bench function; main only dispatches on the first
 // argument. BLAS (OpenBLAS when found by CMake, DITPOC_HAVE_CBLAS) is only the yardstick.
@@ -45,6 +46,7 @@ extern "C" char* openblas_get_corename(void) __attribute__((weak));
 #endif
 
 int forward_main(int argc, char** argv);  // bench/forward_bench.cpp
+int cuda_main(int argc, char** argv);     // bench/cuda_bench.cpp
 
 namespace {
 
@@ -290,7 +292,11 @@ void usage() {
                "      CPU GEMM (bf16 weights) against cblas_sgemm when built with a CBLAS\n"
                "  forward [--model ID]... [--grid F,H,W] [--ctx-len N] [--batch B] [--threads N]\n"
                "          [--min-time S] [--json]\n"
-               "      whole-nonce CPU forward: s/nonce, GFLOP/s, against sgemm on its GEMM shapes\n");
+               "      whole-nonce CPU forward: s/nonce, GFLOP/s, against sgemm on its GEMM shapes\n"
+               "  cuda [--model ID] [--grid F,H,W] [--ctx-len N] [--batch B|auto] [--device N]\n"
+               "       [--precision P] [--min-time S] [--gemm-n N] [--json]\n"
+               "      whole-nonce CUDA forward: nonces/s, model TFLOP/s, MFU against cuBLASLt's dense\n"
+               "      bf16 GEMM rate on the same device, per-op time split\n");
 }
 
 bool parse_shape(const char* s, GemmShape& out) {
@@ -339,6 +345,7 @@ int main(int argc, char** argv) {
   const std::string cmd = argv[1];
   if (cmd == "gemm") return gemm_main(argc - 2, argv + 2);
   if (cmd == "forward") return forward_main(argc - 2, argv + 2);
+  if (cmd == "cuda") return cuda_main(argc - 2, argv + 2);
   if (cmd == "-h" || cmd == "--help") {
     usage();
     return 0;
