@@ -1,5 +1,6 @@
 // The Node-API surface: clear errors for bad input, explicit lifetimes, zero-copy buffers and
 // a free event loop while the engine computes.
+import { totalmem } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { addon, type NativeModel } from '../src/engine/native.js';
@@ -43,6 +44,12 @@ describe('errors are JS errors with useful messages', () => {
   it('unknown model', async () => {
     expect(() => addon().loadModel({ model: 'wan9', weights: 'random', weightsSeed: 's' })).toThrow(/unknown model 'wan9' \(known: .*wan-tiny/);
     expect(() => addon().tensorSpecs('wan9')).toThrow(/unknown model/);
+  });
+
+  it('weights larger than host memory are refused up front, not killed mid-way', async () => {
+    // 2 experts × 14.3 B params × 2 bytes = 57 GB (plus the CPU backend's packed copy).
+    if (totalmem() > 200e9) return;  // a machine that can hold them has nothing to refuse
+    await expect(addon().loadModel({ model: 'wan2.2-t2v-a14b', weights: 'random', weightsSeed: 's' })).rejects.toThrow(/needs 57\.2 GB of host memory, [\d.]+ GB is available/);
   });
 
   it('missing checkpoint directory rejects the promise', async () => {

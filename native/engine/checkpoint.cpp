@@ -1,3 +1,4 @@
+#include "host_memory.h"
 #include "checkpoint.h"
 
 #include <sys/stat.h>
@@ -245,6 +246,8 @@ ModelWeights load_checkpoint(const ModelConfig& cfg, const std::string& dir, Thr
   for (const auto& folder : layout.expert_dirs) plans.push_back(plan_expert(cfg, keys, folder));
 
   // Phase 2: stream shard by shard, closing each once read.
+  require_host_memory(params_per_expert(cfg) * static_cast<int64_t>(plans.size()) * 2,
+                      "the bf16 weights of checkpoint " + dir);
   ModelWeights w;
   w.config = &cfg;
   w.identity = dir;

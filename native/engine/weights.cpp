@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "bf16.h"
+#include "host_memory.h"
 #include "seeding.h"
 
 namespace ditpoc {
@@ -47,6 +48,8 @@ ModelWeights random_weights(const ModelConfig& cfg, const std::string& weights_s
   w.config = &cfg;
   w.identity = "random:" + weights_seed;
   const auto specs = tensor_specs(cfg);
+  require_host_memory(params_per_expert(cfg) * cfg.num_experts() * 2,
+                      "random bf16 weights of " + cfg.id + " (" + std::to_string(cfg.num_experts()) + " expert(s))");
   const int64_t total = static_cast<int64_t>(specs.size()) * cfg.num_experts();
   int64_t done = 0;
   std::vector<float> scratch;

@@ -6,6 +6,7 @@
 
 #include "../backend.h"
 #include "../bf16.h"
+#include "../host_memory.h"
 #include "../seeding.h"
 #include "gemm.h"
 #include "ops.h"
@@ -94,6 +95,9 @@ class CpuBackend final : public Backend {
   CpuBackend(std::shared_ptr<const ModelWeights> w, int threads)
       : Backend(std::move(w)), pool_(threads) {
     check_weights_complete(*weights_);
+    // The CPU backend keeps its own GEMM-packed copy of the weights.
+    require_host_memory(params_per_expert(config()) * config().num_experts() * 2,
+                        "the CPU backend's packed weights of " + config().id);
     for (const auto& ew : weights_->experts) experts_.push_back(prepare_expert(config(), ew, pool_));
   }
 
