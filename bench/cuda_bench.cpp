@@ -57,7 +57,7 @@ int cuda_main(int argc, char** argv) {
     }
   }
 #ifndef DITPOC_HAVE_CUDA_BACKEND
-  (void)device;
+  (void)device, (void)ctx_len, (void)min_time, (void)gemm_n, (void)json;
   std::fprintf(stderr, "cuda: this build has no CUDA backend: CUDA toolkit/cuBLASLt not found at configure time\n");
   return 2;
 #else

@@ -9,6 +9,8 @@ cmake -S . -B build/engine "${gen[@]}" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build/engine --target ditpoc_bench -j"$(nproc)" >/dev/null
 echo "== forward (CPU backend)"
 ./build/engine/ditpoc_bench forward "$@"
+echo "== CUDA backend (skipped unless this build has it and a GPU answers)"
+./build/engine/ditpoc_bench cuda || true
 echo "== GEMM"
 ./build/engine/ditpoc_bench gemm
 echo "== SMST commitment"

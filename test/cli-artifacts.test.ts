@@ -31,7 +31,7 @@ describe('dit-poc artifacts', () => {
       [['--nonces', '5..1'], /empty/],
       [['--nonces', '-3'], /not a non-negative integer/],
       [['--nonces', '0..2', '--grid', '2,4'], /grid must be three positive integers/],
-      [['--nonces', '0', '--weights', '/no/such/dir'], /cannot load weights/],
+      [['--nonces', '0', '--weights', '/no/such/dir'], /cannot load the model \(weights '\/no\/such\/dir'/],
     ];
     for (const [args, message] of cases) {
       const r = await runCli([...BASE, ...args, '--json']);

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "backend.h"
+#include "backend_factory.h"
 #include "bf16.h"
 #include "checkpoint.h"
 #include "model_config.h"
@@ -195,6 +196,8 @@ class Model : public Napi::ObjectWrap<Model> {
     auto be = backend(env);
     const int64_t x = to_count(info[0], "expert", be->config().num_experts() - 1);
     if (!info[1].IsString()) throw Napi::TypeError::New(env, "tensor name must be a string");
+    if (be->weights().experts.empty())
+      throw Napi::Error::New(env, "tensor(): this model's weights live only on the GPU (generated there)");
     const Tensor& t = be->weights().experts[x].at(info[1].As<Napi::String>().Utf8Value());
     auto a = Napi::Float32Array::New(env, t.data.size());
     for (size_t i = 0; i < t.data.size(); ++i) a[i] = bf16_to_f32(t.data[i]);
@@ -226,11 +229,11 @@ Napi::FunctionReference* g_model_ctor = nullptr;
 class LoadWorker : public Napi::AsyncProgressQueueWorker<std::pair<int64_t, int64_t>> {
  public:
   LoadWorker(Napi::Env env, std::string model, std::string weights, std::string seed, int threads,
-             WeightTransform transform, Napi::Function progress)
+             WeightTransform transform, std::string backend, int device, Napi::Function progress)
       : Napi::AsyncProgressQueueWorker<std::pair<int64_t, int64_t>>(env),
         deferred_(Napi::Promise::Deferred::New(env)),
         model_(std::move(model)), weights_(std::move(weights)), seed_(std::move(seed)),
-        threads_(threads), transform_(std::move(transform)) {
+        threads_(threads), transform_(std::move(transform)), backend_kind_(std::move(backend)), device_(device) {
     if (!progress.IsEmpty()) progress_ = Napi::Persistent(progress);
   }
   Napi::Promise promise() { return deferred_.Promise(); }
@@ -238,6 +241,12 @@ class LoadWorker : public Napi::AsyncProgressQueueWorker<std::pair<int64_t, int6
   void Execute(const ExecutionProgress& p) override {
     try {
       const ModelConfig& cfg = find_model(model_);
+      const std::string kind = resolve_backend(backend_kind_);
+      // Random weights for the GPU are generated there: no host copy (57 GB for the A14B models).
+      if (kind == "cuda" && weights_ == "random" && transform_.kind == WeightTransform::Kind::None) {
+        backend_ = std::shared_ptr<Backend>(make_backend_random(kind, device_, cfg, seed_, threads_));
+        return;
+      }
       ThreadPool pool(threads_);
       auto report = [&](int64_t done, int64_t total) {
         const std::pair<int64_t, int64_t> v{done, total};
@@ -247,7 +256,7 @@ class LoadWorker : public Napi::AsyncProgressQueueWorker<std::pair<int64_t, int6
           weights_ == "random" ? random_weights(cfg, seed_, pool, report)
                                : load_checkpoint(cfg, weights_, pool, report));
       apply_weight_transform(*w, transform_, pool);
-      backend_ = std::shared_ptr<Backend>(make_cpu_backend(std::move(w), threads_));
+      backend_ = std::shared_ptr<Backend>(make_backend(kind, device_, std::move(w), threads_));
     } catch (const std::exception& e) {
       SetError(e.what());
     }
@@ -271,11 +280,13 @@ class LoadWorker : public Napi::AsyncProgressQueueWorker<std::pair<int64_t, int6
   std::string model_, weights_, seed_;
   int threads_;
   WeightTransform transform_;
+  std::string backend_kind_;
+  int device_;
   std::shared_ptr<Backend> backend_;
 };
 
-// loadModel({model, weights: "random" | dir, weightsSeed?, threads?, weightTransform?},
-//           onProgress?) → Promise<Model>
+// loadModel({model, weights: "random" | dir, weightsSeed?, threads?, weightTransform?,
+//            backend?: "auto" | "cpu" | "cuda", device?}, onProgress?) → Promise<Model>
 Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   if (!info[0].IsObject()) throw Napi::TypeError::New(env, "loadModel: options object expected");
@@ -296,7 +307,12 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   const WeightTransform transform = parse_weight_transform(transform_text.empty() ? "none" : transform_text);
   Napi::Function progress;
   if (info.Length() > 1 && info[1].IsFunction()) progress = info[1].As<Napi::Function>();
-  auto* w = new LoadWorker(env, model, weights, seed, threads, transform, progress);
+  std::string backend = str("backend", false);
+  if (backend.empty()) backend = "auto";
+  resolve_backend(backend);  // bad names and "cuda" in a build without it fail here, synchronously
+  int device = 0;
+  if (!get(o, "device").IsUndefined()) device = static_cast<int>(to_count(get(o, "device"), "device", 1023));
+  auto* w = new LoadWorker(env, model, weights, seed, threads, transform, backend, device, progress);
   auto p = w->promise();
   w->Queue();
   return p;
@@ -441,9 +457,11 @@ Napi::Value Model::Forward(const Napi::CallbackInfo& info) {
 Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   auto o = Napi::Object::New(env);
-  auto backends = Napi::Array::New(env, 1);
-  backends.Set(0u, "cpu");
+  const auto names = available_backends();
+  auto backends = Napi::Array::New(env, names.size());
+  for (size_t i = 0; i < names.size(); ++i) backends.Set(static_cast<uint32_t>(i), names[i]);
   o.Set("backends", backends);
+  o.Set("cudaCompiled", cuda_backend_compiled());
   o.Set("hardwareThreads", std::thread::hardware_concurrency());
 #ifdef __AVX512F__
   o.Set("simd", "avx512");

@@ -54,6 +54,8 @@ export function addRoundOptions(cmd: Command, opts: { requireKeys: boolean }): C
   cmd.option('--stronger-rng', 'draw the latent with N8 (SPEC §2)', false);
   cmd.addOption(new Option('--precision <p>', 'GEMM/attention input precision (SPEC §7 is bf16)').choices(['bf16', 'fp32', 'bf16-flash']).default('bf16'));
   cmd.option('--threads <N>', 'CPU threads (default: all cores)', positiveInt('--threads'));
+  cmd.addOption(new Option('--backend <b>', 'compute backend (auto: CUDA when built with it and a GPU answers)').choices(['auto', 'cpu', 'cuda']).default('auto'));
+  cmd.option('--device <N>', 'CUDA device ordinal', nonNegativeInt('--device'), 0);
   return cmd;
 }
 
@@ -69,6 +71,8 @@ export interface RoundCliOptions {
   kDim?: number;
   strongerRng: boolean;
   precision: Precision;
+  backend: 'auto' | 'cpu' | 'cuda';
+  device: number;
 }
 
 export function roundFromOptions(o: RoundCliOptions): RoundParams {
@@ -83,5 +87,7 @@ export function roundFromOptions(o: RoundCliOptions): RoundParams {
     weightsSeed: o.weightsSeed,
     strongerRng: o.strongerRng,
     precision: o.precision,
+    backend: o.backend,
+    device: o.device,
   });
 }

@@ -28,7 +28,7 @@ export async function loadWithProgress(round: RoundParams, threads?: number, wei
       b.update(done);
     }, weightTransform);
   } catch (e) {
-    throw new InputError(`cannot load weights '${round.weights}': ${(e as Error).message}`);
+    throw new InputError(`cannot load the model (weights '${round.weights}', backend ${round.backend}): ${(e as Error).message}`);
   } finally {
     b?.stop();
   }

@@ -75,10 +75,15 @@ export interface LoadOptions {
   threads?: number;
   /** Deviation (calibration, cheat tests): "none", "noise:REL[:SEED]", "fp8" or "int4[:GROUP]". */
   weightTransform?: string;
+  /** auto (CUDA when this build has it and a device answers, else CPU), cpu or cuda. */
+  backend?: 'auto' | 'cpu' | 'cuda';
+  /** CUDA device ordinal. */
+  device?: number;
 }
 
 export interface BuildInfo {
   backends: string[];
+  cudaCompiled: boolean;
   hardwareThreads: number;
   simd: string;
 }

@@ -20,7 +20,7 @@ export async function openModel(
   weightTransform?: string,
 ): Promise<NativeModel> {
   return addon().loadModel(
-    { model: round.model, weights: round.weights, weightsSeed: round.weightsSeed, threads, weightTransform },
+    { model: round.model, weights: round.weights, weightsSeed: round.weightsSeed, threads, weightTransform, backend: round.backend, device: round.device },
     onProgress,
   );
 }

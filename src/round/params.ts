@@ -15,6 +15,9 @@ export interface RoundParams {
   weightsSeed: string;
   strongerRng: boolean;
   precision: Precision;
+  /** Where the round is computed; not a protocol parameter (any backend gives the same artifacts up to rounding). */
+  backend: 'auto' | 'cpu' | 'cuda';
+  device: number;
 }
 
 export const DEFAULT_K_DIM = 12;
@@ -61,6 +64,8 @@ export interface RoundOptions {
   weightsSeed?: string;
   strongerRng?: boolean;
   precision?: Precision;
+  backend?: 'auto' | 'cpu' | 'cuda';
+  device?: number;
 }
 
 export function makeRound(o: RoundOptions): RoundParams {
@@ -85,5 +90,7 @@ export function makeRound(o: RoundOptions): RoundParams {
     weightsSeed: o.weightsSeed ?? o.blockHash,
     strongerRng: o.strongerRng ?? false,
     precision: o.precision ?? 'bf16',
+    backend: o.backend ?? 'auto',
+    device: o.device ?? 0,
   };
 }

@@ -3,8 +3,8 @@
 // queued jobs per chunk) and measures how long its forwards keep it busy.
 //
 // Only the CPU backend exists today: `--devices cpu` is one worker with all threads,
-// `--devices cpu,cpu` two workers sharing the threads. GPU ordinals (`0,1`) are accepted by the
-// parser and rejected until the native build reports a GPU backend.
+// `--devices cpu,cpu` two workers sharing the threads. GPU ordinals (`0,1`) run the CUDA
+// backend on those devices, and are refused when the native build has no CUDA backend.
 import { NonceRunner, openModel } from '../engine/nonce-runner.js';
 import { addon, type NativeModel } from '../engine/native.js';
 import type { NonceInputs } from '../inputs/nonce-inputs.js';
@@ -42,8 +42,8 @@ export function parseDevices(text: string, threads?: number): DeviceSpec[] {
   }
   const backends = addon().buildInfo().backends;
   const gpu = specs.find((s) => s.kind === 'gpu');
-  if (gpu)
-    throw new InputError(`--devices: GPU ${gpu.ordinal} requested, but this build has no GPU backend wired to the server (backends: ${backends.join(', ')}); use --devices cpu`);
+  if (gpu && !backends.includes('cuda'))
+    throw new InputError(`--devices: GPU ${gpu.ordinal} requested, but this build has no CUDA backend (backends: ${backends.join(', ')}); use --devices cpu`);
   if (cpus > 0) {
     const total = threads ?? addon().buildInfo().hardwareThreads;
     const each = Math.max(1, Math.floor(total / cpus));
@@ -129,7 +129,9 @@ export class DeviceWorker {
     const key = weightsKey(round);
     let c = this.models.get(key);
     if (!c) {
-      const model = openModel(round, this.spec.threads);
+      const placed: RoundParams =
+        this.spec.kind === 'gpu' ? { ...round, backend: 'cuda', device: this.spec.ordinal! } : { ...round, backend: 'cpu' };
+      const model = openModel(placed, this.spec.threads);
       c = { key, model, refs: 0, lastUsed: Date.now() };
       this.models.set(key, c);
       model.catch(() => this.models.delete(key));

@@ -58,7 +58,8 @@ class CudaBackend : public Backend {
   // Dense bf16 GEMM rate of this device in TFLOP/s (cuBLASLt n×n×n, best of reps): the MFU
   // yardstick of SPEC §12.
   virtual double dense_gemm_tflops(int64_t n = 8192, int reps = 10) = 0;
-  // GPU seconds spent uploading or generating the weights at construction.
+  // Seconds spent on the weights at construction: GPU time of the on-device generation, or
+  // host wall time of the upload.
   virtual double weights_seconds() const = 0;
 
  protected:

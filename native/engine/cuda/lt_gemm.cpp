@@ -33,6 +33,7 @@ struct Plan {
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
   cublasLtMatmulAlgo_t algo{};
   bool ok = false;  // an algorithm was found
+  cublasStatus_t status = CUBLAS_STATUS_SUCCESS;  // why not, when !ok
   void destroy() {
     if (desc) cublasLtMatmulDescDestroy(desc);
     if (a) cublasLtMatrixLayoutDestroy(a);
@@ -87,9 +88,11 @@ struct LtGemm::Impl {
       if (st == CUBLAS_STATUS_SUCCESS)
         st = cublasLtMatmulAlgoGetHeuristic(handle, p.desc, p.a, p.b, p.d, p.d, pref, 1, &result, &found);
       cublasLtMatmulPreferenceDestroy(pref);
-      // NOT_SUPPORTED means "no algorithm for this combination": handled by the caller.
-      if (st != CUBLAS_STATUS_SUCCESS && st != CUBLAS_STATUS_NOT_SUPPORTED) DITPOC_CUBLAS_CHECK(st);
-      p.ok = st == CUBLAS_STATUS_SUCCESS && found > 0;
+      // Any failure here means "no algorithm for this combination" (NOT_SUPPORTED, or
+      // INVALID_VALUE for an unsupported bias/output type pair): run() then takes the unfused
+      // path, or reports the status when there is none.
+      p.ok = st == CUBLAS_STATUS_SUCCESS && found > 0 && result.state == CUBLAS_STATUS_SUCCESS;
+      p.status = st == CUBLAS_STATUS_SUCCESS ? (found > 0 ? result.state : CUBLAS_STATUS_NOT_SUPPORTED) : st;
       if (p.ok) p.algo = result.algo;
     } catch (...) {
       p.destroy();
@@ -129,7 +132,8 @@ void LtGemm::run(const uint16_t* A, int64_t lda, int64_t M, const uint16_t* W, i
   }
   if (out == Out::F32 && ep == Epilogue::Bias)
     throw std::runtime_error("cuBLASLt has no bf16 GEMM algorithm for M=" + std::to_string(M) + " N=" +
-                             std::to_string(N) + " K=" + std::to_string(K));
+                             std::to_string(N) + " K=" + std::to_string(K) + ": " +
+                             cublasLtGetStatusName(p.status));
   if (!scratch)
     throw std::runtime_error("cuBLASLt has no fused algorithm for this GEMM and no scratch buffer was given");
   if (ldc != N) throw std::runtime_error("LtGemm: the unfused path needs ldc == N");

@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""PyTorch timing peer of the engine's nonce forward (SPEC §5 steps 1-8, same FLOPs).
+
+The same computation as the CUDA backend: per nonce, seeded-shape inputs (latent, text
+context, timestep, per-layer expert routing), per expert used the time/text embeddings, patch
+embedding with the first layer's expert, every block with per-layer expert groups (one GEMM
+per projection and expert), the Householder reflection after every block, the head in fp32.
+Precision follows SPEC §7 as closely as torch allows: bf16 weights and GEMM inputs with fp32
+accumulation (cuBLAS), fp32 residual stream, LayerNorm/RMSNorm statistics, modulation, RoPE
+and head; attention through F.scaled_dot_product_attention on bf16 q/k/v (flash backend).
+Weights are random (torch's generator, SPEC §6 scales): bit-compatibility with the engine's
+seeds is not needed for a timing peer, only the same shapes and FLOPs.
+
+  python3 bench/peer_torch.py --model wan2.2-t2v-a14b --grid 4,16,16 --batch 4 --mode both
+
+prints one JSON object: nonces/s and model TFLOP/s (SPEC §12) for eager and torch.compile,
+and torch's own dense bf16 GEMM rate on the device.
+"""
+import argparse
+import json
+import math
+import time
+
+MODELS = {  # id: (D, FFN, heads, layers, C_in, C_out, experts)
+    "wan2.2-t2v-a14b": (5120, 13824, 40, 40, 16, 16, 2),
+    "wan2.2-i2v-a14b": (5120, 13824, 40, 40, 36, 16, 2),
+    "wan2.2-ti2v-5b": (3072, 14336, 24, 30, 48, 48, 1),
+    "wan2.1-t2v-1.3b": (1536, 8960, 12, 30, 16, 16, 1),
+    "wan-tiny": (256, 512, 2, 4, 16, 16, 2),
+}
+TEXT_DIM, FREQ_DIM, HEAD_DIM, EPS = 4096, 256, 128, 1e-6
+
+
+def forward_flops(D, F, layers, cin, cout, L, Lc, experts_used):
+    block = 12 * L * D * D + 4 * Lc * D * D + 4 * L * D * F + 4 * L * L * D + 4 * L * Lc * D
+    return layers * block + 2 * L * 4 * cin * D + 2 * L * D * 4 * cout + experts_used * 2 * Lc * (TEXT_DIM * D + D * D)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="wan2.2-t2v-a14b", choices=sorted(MODELS))
+    ap.add_argument("--grid", default="4,16,16")
+    ap.add_argument("--ctx-len", type=int, default=512)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--mode", default="both", choices=["eager", "compile", "both"])
+    ap.add_argument("--min-time", type=float, default=5.0)
+    ap.add_argument("--device", default="cuda:0")
+    args = ap.parse_args()
+
+    import torch
+    import torch.nn.functional as Fn
+
+    dev, bf16, f32 = torch.device(args.device), torch.bfloat16, torch.float32
+    D, FF, H, layers, cin, cout, n_exp = MODELS[args.model]
+    Fg, Hg, Wg = (int(v) for v in args.grid.split(","))
+    L, Lc, B = Fg * Hg * Wg, args.ctx_len, args.batch
+    torch.manual_seed(0)
+
+    def w(*shape, fan_in):  # SPEC §6 scale, bf16
+        return (torch.randn(*shape, device=dev, dtype=bf16) / math.sqrt(fan_in)).contiguous()
+
+    def vec(n, mu=0.0):
+        return (mu + 0.02 * torch.randn(n, device=dev)).to(bf16).float()
+
+    def lin(n_out, n_in):
+        return (w(n_out, n_in, fan_in=n_in), vec(n_out).to(bf16))
+
+    def make_expert():
+        blocks = []
+        for _ in range(layers):
+            blocks.append(dict(
+                mod=torch.randn(6, D, device=dev) / math.sqrt(D),
+                qkv=(torch.cat([w(D, D, fan_in=D) for _ in range(3)]), vec(3 * D).to(bf16)),
+                o=lin(D, D), cq=lin(D, D), ckv=(torch.cat([w(D, D, fan_in=D) for _ in range(2)]), vec(2 * D).to(bf16)),
+                co=lin(D, D), f0=lin(FF, D), f2=lin(D, FF),
+                nq=vec(D, 1.0), nk=vec(D, 1.0), cnq=vec(D, 1.0), cnk=vec(D, 1.0), n3w=vec(D, 1.0), n3b=vec(D)))
+        return dict(blocks=blocks, patch=lin(D, 4 * cin), t0=lin(D, TEXT_DIM), t2=lin(D, D), e0=lin(D, FREQ_DIM),
+                    e2=lin(D, D), proj=lin(6 * D, D), head=lin(4 * cout, D), hmod=torch.randn(2, D, device=dev) / math.sqrt(D))
+
+    experts = [make_expert() for _ in range(n_exp)]
+
+    # 3D RoPE as (cos, sin) per token and pair: frames d/2-2⌊d/6⌋ pairs, height/width ⌊d/6⌋ each.
+    hw = HEAD_DIM // 6
+    fp = HEAD_DIM // 2 - 2 * hw
+    def band(n_pairs, n_pos):
+        om = 10000.0 ** (-torch.arange(n_pairs, dtype=torch.float64, device=dev) / n_pairs)
+        return torch.arange(n_pos, dtype=torch.float64, device=dev)[:, None] * om[None]
+    ang = torch.cat([band(fp, Fg)[:, None, None].expand(Fg, Hg, Wg, fp), band(hw, Hg)[None, :, None].expand(Fg, Hg, Wg, hw),
+                     band(hw, Wg)[None, None, :].expand(Fg, Hg, Wg, hw)], -1).reshape(L, HEAD_DIM // 2)
+    cos, sin = ang.cos().float(), ang.sin().float()
+    hh = Fn.normalize(torch.randn(layers, D, device=dev), dim=-1)
+
+    def mm(x, p, act=None):  # bf16 GEMM inputs, fp32 accumulation (cuBLAS), bf16 out
+        y = Fn.linear(x.to(bf16), p[0], p[1])
+        return Fn.gelu(y, approximate="tanh") if act else y
+
+    def rms(x, wt):
+        x = x.float()
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + EPS) * wt
+
+    def rope(x):  # x [G, L, H, 128] fp32, adjacent pairs
+        a, b = x[..., 0::2], x[..., 1::2]
+        c, s = cos[None, :, None], sin[None, :, None]
+        return torch.stack([a * c - b * s, a * s + b * c], -1).flatten(-2)
+
+    def attn(q, k, v):  # [G, L, D] → [G, L, D], SDPA on bf16
+        G, Lq, Lk = q.shape[0], q.shape[1], k.shape[1]
+        q, k, v = (t.to(bf16).reshape(G, -1, H, HEAD_DIM).transpose(1, 2) for t in (q, k, v))
+        return Fn.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(G, Lq, D)
+
+    def block(p, x, e0, ctx, w_hh):  # x [G, L, D] fp32, e0 [G, 6, D] fp32, ctx [G, Lc, D] bf16
+        m = p["mod"][None] + e0
+        h = Fn.layer_norm(x, (D,), eps=EPS) * (1 + m[:, 1:2]) + m[:, 0:1]
+        q, k, v = mm(h, p["qkv"]).split(D, -1)
+        G = x.shape[0]
+        q = rope(rms(q, p["nq"]).view(G, L, H, HEAD_DIM)).view(G, L, D)
+        k = rope(rms(k, p["nk"]).view(G, L, H, HEAD_DIM)).view(G, L, D)
+        x = x + mm(attn(q, k, v), p["o"]).float() * m[:, 2:3]
+        h = Fn.layer_norm(x, (D,), p["n3w"], p["n3b"], eps=EPS)
+        ck, cv = mm(ctx, p["ckv"]).split(D, -1)
+        x = x + mm(attn(rms(mm(h, p["cq"]), p["cnq"]), rms(ck, p["cnk"]), cv), p["co"]).float()
+        h = Fn.layer_norm(x, (D,), eps=EPS) * (1 + m[:, 4:5]) + m[:, 3:4]
+        x = x + mm(mm(h, p["f0"], act=True), p["f2"]).float() * m[:, 5:6]
+        return x - 2 * (x @ w_hh)[..., None] * w_hh
+
+    def run(block_fn, latent, context, t, routes):
+        # per expert used: time MLPs in fp32, text MLP in bf16
+        half = FREQ_DIM // 2
+        om = 10000.0 ** (-torch.arange(half, dtype=torch.float64, device=dev) / half)
+        sin_emb = torch.cat([(t[:, None].double() * om).cos(), (t[:, None].double() * om).sin()], -1).float()
+        cond = []
+        for ex in experts:
+            e = Fn.linear(Fn.silu(Fn.linear(sin_emb, ex["e0"][0].float(), ex["e0"][1].float())), ex["e2"][0].float(), ex["e2"][1].float())
+            e0 = Fn.linear(Fn.silu(e), ex["proj"][0].float(), ex["proj"][1].float()).view(B, 6, D)
+            ctx = mm(mm(context, ex["t0"], act=True), ex["t2"])
+            cond.append((e, e0, ctx))
+        patches = latent.view(B, cin, Fg, 1, Hg, 2, Wg, 2).permute(0, 2, 4, 6, 1, 3, 5, 7).reshape(B, L, 4 * cin)
+        x = torch.empty(B, L, D, device=dev)
+        for xi, ex in enumerate(experts):
+            idx = (routes[:, 0] == xi).nonzero().flatten()
+            if idx.numel():
+                x[idx] = mm(patches[idx], ex["patch"]).float()
+        for i in range(layers):
+            for xi, ex in enumerate(experts):
+                idx = (routes[:, i] == xi).nonzero().flatten()
+                if idx.numel():
+                    x[idx] = block_fn(ex["blocks"][i], x[idx], cond[xi][1][idx], cond[xi][2][idx], hh[i])
+        y = torch.empty(B, L, 4 * cout, device=dev)
+        for xi, ex in enumerate(experts):
+            idx = (routes[:, -1] == xi).nonzero().flatten()
+            if idx.numel():
+                e = cond[xi][0][idx][:, None]
+                h = Fn.layer_norm(x[idx], (D,), eps=EPS) * (1 + ex["hmod"][1] + e) + (ex["hmod"][0] + e)
+                y[idx] = Fn.linear(h, ex["head"][0].float(), ex["head"][1].float())
+        return y
+
+    latent = torch.randn(B, cin, Fg, 2 * Hg, 2 * Wg, device=dev)
+    context = torch.randn(B, Lc, TEXT_DIM, device=dev)
+    t = torch.randint(0, 1000, (B,), device=dev)
+    routes = torch.randint(0, n_exp, (B, layers), device=dev)
+    used = [len(set(r.tolist())) for r in routes]
+    flops = sum(forward_flops(D, FF, layers, cin, cout, L, Lc, u) for u in used)
+
+    def timed(block_fn):
+        with torch.no_grad():
+            for _ in range(2):
+                run(block_fn, latent, context, t, routes)  # warm-up (and compilation)
+            torch.cuda.synchronize()
+            best, total, reps = 1e30, 0.0, 0
+            while reps < 3 or total < args.min_time:
+                t0 = time.perf_counter()
+                run(block_fn, latent, context, t, routes)
+                torch.cuda.synchronize()
+                dt = time.perf_counter() - t0
+                best, total, reps = min(best, dt), total + dt, reps + 1
+        return {"seconds_per_batch": best, "reps": reps, "nonces_per_s": B / best, "model_tflops": flops / best * 1e-12}
+
+    a = torch.randn(8192, 8192, device=dev, dtype=bf16)
+    for _ in range(3):
+        a @ a
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(10):
+        a @ a
+    torch.cuda.synchronize()
+    gemm_tflops = 10 * 2 * 8192 ** 3 / (time.perf_counter() - t0) * 1e-12
+    del a
+
+    result = {"bench": "peer_torch", "torch": torch.__version__, "device": torch.cuda.get_device_name(dev),
+              "model": args.model, "grid": [Fg, Hg, Wg], "ctx_len": Lc, "batch": B,
+              "model_tflop_per_nonce": flops / B * 1e-12, "torch_dense_gemm_tflops": gemm_tflops}
+    if args.mode in ("eager", "both"):
+        result["eager"] = timed(block)
+    if args.mode in ("compile", "both"):
+        try:  # one compiled graph per expert-group size
+            torch._dynamo.config.cache_size_limit = max(64, torch._dynamo.config.cache_size_limit)
+        except AttributeError:
+            pass
+        result["compile"] = timed(torch.compile(block, dynamic=False))
+    for k in ("eager", "compile"):
+        if k in result:
+            result[k]["mfu_vs_torch_gemm"] = result[k]["model_tflops"] / gemm_tflops
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
