@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_request.h"
 #include "backend.h"
 #include "backend_factory.h"
 #include "flops.h"
@@ -76,12 +77,7 @@ int cuda_main(int argc, char** argv) {
     const double load_s = since(t0);
     const double dense_tflops = backend->dense_gemm_tflops(gemm_n, 10);
 
-    ditpoc::BatchRequest req;
-    req.grid = {grid[0], grid[1], grid[2]};
-    req.ctx_len = ctx;
-    req.precision = prec;
-    for (int i = 0; i < cfg.num_layers; ++i)
-      req.householder_seeds.push_back(ditpoc::seed32("bench_layer_" + std::to_string(i)));
+    ditpoc::BatchRequest req = ditpoc::bench::empty_request(cfg, {grid[0], grid[1], grid[2]}, ctx, prec);
     int batch = 0;
     if (batch_text == "auto") {
       batch = std::min(backend->max_batch(req.grid, ctx), 64);
@@ -90,21 +86,7 @@ int cuda_main(int argc, char** argv) {
       batch = std::atoi(batch_text.c_str());
       if (batch < 1) throw std::invalid_argument("--batch must be a positive integer or auto");
     }
-    double flops = 0;
-    for (int b = 0; b < batch; ++b) {
-      ditpoc::NonceInput n;
-      n.latent_seed = ditpoc::seed32("bench_latent_" + std::to_string(b));
-      n.context_seed = ditpoc::seed32("bench_context_" + std::to_string(b));
-      n.timestep = (100 + 37 * b) % 1000;
-      int used[2] = {0, 0};
-      for (int i = 0; i < cfg.num_layers; ++i) {
-        const uint8_t r = cfg.num_experts() == 1 ? 0 : static_cast<uint8_t>(ditpoc::mm(i, n.context_seed) >> 31);
-        n.experts.push_back(r);
-        used[r] = 1;
-      }
-      flops += ditpoc::forward_flops(cfg, req.grid.tokens(), ctx, used[0] + used[1]);
-      req.nonces.push_back(std::move(n));
-    }
+    const double flops = ditpoc::bench::add_nonces(cfg, req, batch);
     std::vector<float> out(static_cast<size_t>(batch * backend->output_size(req.grid)));
     backend->reserve(req.grid, ctx, batch);
     backend->forward(req, out.data());  // warm-up: GEMM plans, caches

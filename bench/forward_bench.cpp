@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "backend.h"
+#include "bench_request.h"
 #include "bf16.h"
 #include "cpu/gemm.h"
 #include "flops.h"
@@ -116,25 +117,8 @@ int forward_main(int argc, char** argv) {
     auto backend = ditpoc::make_cpu_backend(weights, threads);
     const double prep_s = since(t0);
 
-    ditpoc::BatchRequest req;
-    req.grid = {o.grid[0], o.grid[1], o.grid[2]};
-    req.ctx_len = ctx;
-    for (int i = 0; i < cfg.num_layers; ++i) req.householder_seeds.push_back(ditpoc::seed32("bench_layer_" + std::to_string(i)));
-    double flops = 0;
-    for (int b = 0; b < o.batch; ++b) {
-      ditpoc::NonceInput n;
-      n.latent_seed = ditpoc::seed32("bench_latent_" + std::to_string(b));
-      n.context_seed = ditpoc::seed32("bench_context_" + std::to_string(b));
-      n.timestep = 100 + 37 * b;
-      int used[2] = {0, 0};
-      for (int i = 0; i < cfg.num_layers; ++i) {
-        const uint8_t r = cfg.num_experts() == 1 ? 0 : static_cast<uint8_t>(ditpoc::mm(i, n.context_seed) >> 31);
-        n.experts.push_back(r);
-        used[r] = 1;
-      }
-      flops += ditpoc::forward_flops(cfg, req.grid.tokens(), ctx, used[0] + used[1]);
-      req.nonces.push_back(std::move(n));
-    }
+    ditpoc::BatchRequest req = ditpoc::bench::empty_request(cfg, {o.grid[0], o.grid[1], o.grid[2]}, ctx);
+    const double flops = ditpoc::bench::add_nonces(cfg, req, o.batch);
     std::vector<float> out(static_cast<size_t>(o.batch * backend->output_size(req.grid)));
     backend->forward(req, out.data());  // warm-up
     double best = 1e30, total = 0;

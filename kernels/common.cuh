@@ -7,30 +7,13 @@
 #include <cstdint>
 
 #include "cuda_check.h"
+#include "murmur.h"
 
 namespace ditpoc::cuda::dev {
 
-// MurmurHash3 x86_32 of one 32-bit key without the length xor (seeding.h mm()).
-__host__ __device__ __forceinline__ uint32_t mm(uint32_t key, uint32_t seed) {
-  uint32_t k = key * 0xcc9e2d51u;
-  k = (k << 15) | (k >> 17);
-  k *= 0x1b873593u;
-  uint32_t h = seed ^ k;
-  h = (h << 13) | (h >> 19);
-  h = h * 5u + 0xe6546b64u;
-  h ^= h >> 16;
-  h *= 0x85ebca6bu;
-  h ^= h >> 13;
-  h *= 0xc2b2ae35u;
-  h ^= h >> 16;
-  return h;
-}
-
-// U(seed)[i] = f32(mm(i, seed)) / 2^32: __uint2float_rn rounds to nearest even like the host's
-// conversion, and the scaling by 2^-32 is exact, so the bits match the CPU.
-__device__ __forceinline__ float uniform_at(uint32_t seed, uint32_t i) {
-  return __uint2float_rn(mm(i, seed)) * (1.0f / 4294967296.0f);
-}
+// The SPEC §2 hash and uniform draw: native/engine/murmur.h, shared with the host.
+using ::ditpoc::mm;
+using ::ditpoc::uniform_at;
 
 // float32 → bf16 bits, round to nearest even; NaN → quiet NaN with the host's bit pattern.
 __device__ __forceinline__ uint16_t f32_to_bf16(float f) {

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "murmur.h"
 #include "thread_pool.h"
 
 namespace ditpoc {
@@ -15,27 +16,6 @@ namespace ditpoc {
 uint32_t seed32(const std::string& s);
 // The eight big-endian words of SHA-256(s), the per-segment seeds of N8.
 std::array<uint32_t, 8> sha256_words(const std::string& s);
-
-// MurmurHash3 x86_32 of one 32-bit key, without the length xor.
-inline uint32_t mm(uint32_t key, uint32_t seed) {
-  uint32_t k = key * 0xcc9e2d51u;
-  k = (k << 15) | (k >> 17);
-  k *= 0x1b873593u;
-  uint32_t h = seed ^ k;
-  h = (h << 13) | (h >> 19);
-  h = h * 5u + 0xe6546b64u;
-  h ^= h >> 16;
-  h *= 0x85ebca6bu;
-  h ^= h >> 13;
-  h *= 0xc2b2ae35u;
-  h ^= h >> 16;
-  return h;
-}
-
-// U(seed)[i]: f32(mm(i, seed)) / 2^32, the conversion rounding to nearest even.
-inline float uniform_at(uint32_t seed, uint32_t i) {
-  return static_cast<float>(mm(i, seed)) * (1.0f / 4294967296.0f);
-}
 
 void uniform(uint32_t seed, int64_t n, float* out);
 // N(seed, n): Box–Muller in float32, half/half layout. Element i of the output depends only on

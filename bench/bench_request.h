@@ -1,0 +1,41 @@
+// The seeded batch request the benchmarks time (CPU and CUDA alike), and its SPEC §12 FLOPs.
+#pragma once
+#include <string>
+
+#include "backend.h"
+#include "flops.h"
+#include "seeding.h"
+
+namespace ditpoc::bench {
+
+// Householder seeds for every layer of `cfg`, in a request with no nonces yet.
+inline BatchRequest empty_request(const ModelConfig& cfg, Grid grid, int ctx_len, Precision precision = Precision::Bf16) {
+  BatchRequest req;
+  req.grid = grid;
+  req.ctx_len = ctx_len;
+  req.precision = precision;
+  for (int i = 0; i < cfg.num_layers; ++i) req.householder_seeds.push_back(seed32("bench_layer_" + std::to_string(i)));
+  return req;
+}
+
+// Appends `batch` seeded nonces (routing drawn like the protocol's) and returns their FLOPs.
+inline double add_nonces(const ModelConfig& cfg, BatchRequest& req, int batch) {
+  double flops = 0;
+  for (int b = 0; b < batch; ++b) {
+    NonceInput n;
+    n.latent_seed = seed32("bench_latent_" + std::to_string(b));
+    n.context_seed = seed32("bench_context_" + std::to_string(b));
+    n.timestep = (100 + 37 * b) % 1000;
+    int used[2] = {0, 0};
+    for (int i = 0; i < cfg.num_layers; ++i) {
+      const uint8_t r = cfg.num_experts() == 1 ? 0 : static_cast<uint8_t>(mm(i, n.context_seed) >> 31);
+      n.experts.push_back(r);
+      used[r] = 1;
+    }
+    flops += forward_flops(cfg, req.grid.tokens(), req.ctx_len, used[0] + used[1]);
+    req.nonces.push_back(std::move(n));
+  }
+  return flops;
+}
+
+}  // namespace ditpoc::bench
