@@ -67,7 +67,7 @@ export interface CalibrationResult {
   deviations: DeviationResult[];
   /**
    * Worst benign configuration's 98th and 99.9th percentile distance (max over benign classes
-   * of each class's percentile). dist_threshold is thresholds.p98 unless the floor applied.
+   * of each class's percentile). stat_test.basis says how dist_threshold was derived from them.
    */
   thresholds: { p98: number; p999: number };
   stat_test: StatTest & { basis: string };

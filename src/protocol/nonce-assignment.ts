@@ -35,9 +35,8 @@ export function nonceAt(a: NodeAssignment, x: number): number | null {
   return Number.isSafeInteger(n) && n <= INT32_MAX ? n : null;
 }
 
-/** Iterates the worker's nonces from index `start` on, stopping at the int32 bound. */
+/** Iterates the worker's nonces from index `start` on, stopping at the int32 bound (callers validate with checkAssignment). */
 export function* assignedNonces(a: NodeAssignment, start = 0): Generator<number> {
-  checkAssignment(a);
   for (let x = start; ; x++) {
     const n = nonceAt(a, x);
     if (n === null) return;

@@ -6,7 +6,7 @@
 // the node's nonces `offset + x·step` (SPEC §11) are interleaved across devices without overlap.
 import type { Logger } from 'pino';
 
-import { nonceAt, type NodeAssignment } from '../protocol/nonce-assignment.js';
+import { assignedNonces, type NodeAssignment } from '../protocol/nonce-assignment.js';
 import type { RoundParams } from '../round/params.js';
 import { runSprint } from '../sprint/sprint-runner.js';
 import type { DeviceWorker } from './devices.js';
@@ -28,15 +28,6 @@ export interface GenerationConfig {
 /** Worker w's share of the node's nonces (see the header). */
 export function workerAssignment(c: Pick<GenerationConfig, 'node_id' | 'node_count' | 'group_id' | 'n_groups'>, w: number, workers: number): NodeAssignment {
   return { nodeId: c.node_id, nodeCount: c.node_count, groupId: c.group_id + w * c.n_groups, nGroups: workers * c.n_groups };
-}
-
-/** The assignment's nonces from index 0, ending at the int32 bound. */
-function* nonces(a: NodeAssignment): Generator<number> {
-  for (let x = 0; ; x++) {
-    const n = nonceAt(a, x);
-    if (n === null) return;
-    yield n;
-  }
 }
 
 const sleep = (ms: number, signal: AbortSignal) =>
@@ -101,7 +92,7 @@ export class GenerationSession {
     const signal = this.abort.signal;
     const assignment = workerAssignment(this.config, device.index, this.devices.length);
     const log = this.log.child({ device: device.spec.id });
-    const base = nonces(assignment);
+    const base = assignedNonces(assignment);
     let exhausted = false;
     // The sprint takes nonces from here; it ends cleanly (nothing in flight lost) when the spool
     // is over its byte cap, and the loop below resumes once there is room again.
