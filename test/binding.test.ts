@@ -4,7 +4,8 @@ import { totalmem } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { addon, type NativeModel } from '../src/engine/native.js';
-import { bitsEqual, loadTiny, tinyRequest } from './helpers/native-model.js';
+import { computeArtifact } from '../src/artifact/artifact.js';
+import { BLOCK_HASH, PUBLIC_KEY, bitsEqual, loadTiny, tinyRequest } from './helpers/native-model.js';
 
 let model: NativeModel;
 beforeAll(async () => {
@@ -95,6 +96,16 @@ describe('buffers and the event loop', () => {
     const seeded = await model.forward(req);
     const explicit = await model.forward({ ...req, nonces: [{ timestep: n.timestep, experts: n.experts, latent, context }] });
     expect(bitsEqual(seeded, explicit)).toBe(true);
+  });
+
+  it('a NaN in the inputs gives a non-finite output and no artifact (a dropped nonce), never a crash', async () => {
+    const req = tinyRequest([2]);
+    const n = req.nonces[0];
+    const latent = addon().normal(n.latentSeed!, 2048);
+    latent[100] = NaN;
+    const y = await model.forward({ ...req, nonces: [{ ...n, latent }] });
+    expect(y.some((v) => !Number.isFinite(v))).toBe(true);
+    expect(computeArtifact(y, BLOCK_HASH, PUBLIC_KEY, 2)).toBeNull();
   });
 
   it('writes into a caller-provided output array (same object returned)', async () => {
