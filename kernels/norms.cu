@@ -28,6 +28,15 @@ enum class LnMode { Modulate, Affine };
 
 // x_new = x_in + y·gate (when y), optionally stored to x_out; out = LN(x_new) then modulation
 // (p0 = shift, p1 = scale, rows of mod_stride per group) or affine (p0 = weight, p1 = bias).
+// x + y·gate (gate row g), x + y without a gate, or x alone without y: the residual update the
+// fused kernels apply before their own reduction.
+__device__ __forceinline__ float residual_value(float x, const float* y, const float* gate, int64_t gate_stride,
+                                                int64_t r, int64_t g, int dim, int i) {
+  if (!y) return x;
+  const float yv = y[r * dim + i];
+  return gate ? x + yv * gate[g * gate_stride + i] : x + yv;
+}
+
 template <LnMode mode, class Out>
 __global__ void residual_ln_kernel(const float* x_in, float* x_out, const float* y, const float* gate,
                                    int64_t gate_stride, int64_t rows_per_group, int dim, double eps,
@@ -39,12 +48,7 @@ __global__ void residual_ln_kernel(const float* x_in, float* x_out, const float*
   const float* xr = x_in + r * dim;
   double sum = 0.0;
   for (int i = threadIdx.x; i < dim; i += blockDim.x) {
-    float v = xr[i];
-    if (y) {
-      const float yv = y[r * dim + i];
-      if (gate) v += yv * gate[g * gate_stride + i];
-      else v += yv;
-    }
+    const float v = residual_value(xr[i], y, gate, gate_stride, r, g, dim, i);
     row[i] = v;
     if (x_out) x_out[r * dim + i] = v;
     sum += v;
@@ -86,12 +90,7 @@ __global__ void residual_reflect_kernel(float* x, const float* y, const float* g
   float* xr = x + r * dim;
   double dot = 0.0;
   for (int i = threadIdx.x; i < dim; i += blockDim.x) {
-    float v = xr[i];
-    if (y) {
-      const float yv = y[r * dim + i];
-      if (gate) v += yv * gate[g * gate_stride + i];
-      else v += yv;
-    }
+    const float v = residual_value(xr[i], y, gate, gate_stride, r, g, dim, i);
     row[i] = v;
     if (w) dot += static_cast<double>(w[i]) * v;
   }
