@@ -1,5 +1,7 @@
 // The seeded batch request the benchmarks time (CPU and CUDA alike), and its SPEC §12 FLOPs.
 #pragma once
+#include <algorithm>
+#include <chrono>
 #include <string>
 
 #include "backend.h"
@@ -36,6 +38,28 @@ inline double add_nonces(const ModelConfig& cfg, BatchRequest& req, int batch) {
     req.nonces.push_back(std::move(n));
   }
   return flops;
+}
+
+struct ForwardTiming {
+  double best = 1e30;  // seconds of the fastest run
+  double total = 0;    // seconds of all runs
+  int reps = 0;
+};
+
+// backend->forward timed over at least 3 runs and `min_time` seconds, after the caller's
+// warm-up.
+inline ForwardTiming time_forward(Backend& backend, const BatchRequest& req, float* out, double min_time) {
+  using Clock = std::chrono::steady_clock;
+  ForwardTiming t;
+  while (t.reps < 3 || t.total < min_time) {
+    const auto t0 = Clock::now();
+    backend.forward(req, out);
+    const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
+    t.best = std::min(t.best, dt);
+    t.total += dt;
+    ++t.reps;
+  }
+  return t;
 }
 
 }  // namespace ditpoc::bench

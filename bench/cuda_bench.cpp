@@ -90,16 +90,9 @@ int cuda_main(int argc, char** argv) {
     std::vector<float> out(static_cast<size_t>(batch * backend->output_size(req.grid)));
     backend->reserve(req.grid, ctx, batch);
     backend->forward(req, out.data());  // warm-up: GEMM plans, caches
-    double best = 1e30, total = 0;
-    int reps = 0;
-    while (reps < 3 || total < min_time) {
-      t0 = Clock::now();
-      backend->forward(req, out.data());
-      const double dt = since(t0);
-      best = std::min(best, dt);
-      total += dt;
-      ++reps;
-    }
+    const auto timing = ditpoc::bench::time_forward(*backend, req, out.data(), min_time);
+    const double best = timing.best, total = timing.total;
+    const int reps = timing.reps;
     backend->reset_profile();
     backend->set_profiling(true);
     backend->forward(req, out.data());

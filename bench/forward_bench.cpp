@@ -121,16 +121,7 @@ int forward_main(int argc, char** argv) {
     const double flops = ditpoc::bench::add_nonces(cfg, req, o.batch);
     std::vector<float> out(static_cast<size_t>(o.batch * backend->output_size(req.grid)));
     backend->forward(req, out.data());  // warm-up
-    double best = 1e30, total = 0;
-    int reps = 0;
-    while (reps < 3 || total < o.min_time) {
-      t0 = Clock::now();
-      backend->forward(req, out.data());
-      const double dt = since(t0);
-      best = std::min(best, dt);
-      total += dt;
-      ++reps;
-    }
+    const double best = ditpoc::bench::time_forward(*backend, req, out.data(), o.min_time).best;
     const double gflops = flops / best * 1e-9;
 
     // GEMM yardsticks on this forward's shapes: our GEMM alone, and OpenBLAS sgemm.
