@@ -1,24 +1,41 @@
 #!/usr/bin/env python3
 """PyTorch timing peer of the engine's nonce forward (SPEC §5 steps 1-8, same FLOPs).
 
-The same computation as the CUDA backend: per nonce, seeded-shape inputs (latent, text
-context, timestep, per-layer expert routing), per expert used the time/text embeddings, patch
+The same computation as the CUDA backend: per nonce, inputs of the seeded shapes drawn inside
+every forward (latent, per expert used the text context), a timestep and per-layer expert
+routing; per expert used, for the nonces that use it, the time/text embeddings; patch
 embedding with the first layer's expert, every block with per-layer expert groups (one GEMM
-per projection and expert), the Householder reflection after every block, the head in fp32.
+per projection and expert; a group holding the whole batch is not gathered), the Householder
+reflection after every block, the head in fp32. Expert groups are planned on the host once,
+as the engine plans them per request, so the timed loop has no device-to-host syncs.
 Precision follows SPEC §7 as closely as torch allows: bf16 weights and GEMM inputs with fp32
-accumulation (cuBLAS), fp32 residual stream, LayerNorm/RMSNorm statistics, modulation, RoPE
-and head; attention through F.scaled_dot_product_attention on bf16 q/k/v (flash backend).
+accumulation (cuBLAS), fp32 residual stream, LayerNorm/RMSNorm statistics, modulation, RoPE,
+time MLPs and head.
+Deliberate differences from the engine (none changes the FLOPs):
+  * GEMM outputs are bf16 (torch's bf16 linear, as under the official code's autocast); the
+    CUDA backend's GEMMs write fp32 except the FFN hidden layer and the text MLP (bf16 in both);
+  * the text MLP is one GEMM pair over all of an expert's users (the engine runs it per nonce);
+  * attention is F.scaled_dot_product_attention on bf16 q/k/v (flash backend on the GPU: fp32
+    softmax, bf16 probabilities in P·V, as the engine's own flash kernel), not that kernel;
+  * residual, gate and reflection are separate ops in eager mode (the engine fuses them; the
+    compile mode may);
+  * inputs come from torch's generator, not SPEC §2's hashes, and the routing and timesteps
+    are drawn once and reused by every timed forward.
 Weights are random (torch's generator, SPEC §6 scales): bit-compatibility with the engine's
 seeds is not needed for a timing peer, only the same shapes and FLOPs.
 
   python3 bench/peer_torch.py --model wan2.2-t2v-a14b --grid 4,16,16 --batch 4 --mode both
 
 prints one JSON object: nonces/s and model TFLOP/s (SPEC §12) for eager and torch.compile,
-and torch's own dense bf16 GEMM rate on the device.
+and torch's own dense bf16 GEMM rate on the device. `--device cpu` runs it on the CPU, for
+smoke tests only (CPU timings say nothing about the GPU), e.g.
+
+  python3 bench/peer_torch.py --model wan-tiny --grid 1,4,4 --batch 3 --device cpu --gemm-n 1024
 """
 import argparse
 import json
 import math
+import platform
 import time
 
 MODELS = {  # id: (D, FFN, heads, layers, C_in, C_out, experts)
@@ -40,20 +57,28 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="wan2.2-t2v-a14b", choices=sorted(MODELS))
     ap.add_argument("--grid", default="4,16,16")
-    ap.add_argument("--ctx-len", type=int, default=512)
+    ap.add_argument("--ctx-len", type=int, default=None, help="text tokens (default 16 for wan-tiny, else 512, as the engine's benches)")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--mode", default="both", choices=["eager", "compile", "both"])
     ap.add_argument("--min-time", type=float, default=5.0)
     ap.add_argument("--device", default="cuda:0")
+    ap.add_argument("--gemm-n", type=int, default=8192, help="size of the dense bf16 GEMM yardstick (n³)")
     args = ap.parse_args()
 
     import torch
     import torch.nn.functional as Fn
 
     dev, bf16, f32 = torch.device(args.device), torch.bfloat16, torch.float32
+    is_cuda = dev.type == "cuda"
+
+    def sync():  # wall-clock timing needs the queued GPU work done; CPU ops are synchronous
+        if is_cuda:
+            torch.cuda.synchronize(dev)
+
     D, FF, H, layers, cin, cout, n_exp = MODELS[args.model]
     Fg, Hg, Wg = (int(v) for v in args.grid.split(","))
-    L, Lc, B = Fg * Hg * Wg, args.ctx_len, args.batch
+    Lc = args.ctx_len if args.ctx_len is not None else (16 if args.model == "wan-tiny" else 512)
+    L, B = Fg * Hg * Wg, args.batch
     torch.manual_seed(0)
 
     def w(*shape, fan_in):  # SPEC §6 scale, bf16
@@ -74,8 +99,11 @@ def main():
                 o=lin(D, D), cq=lin(D, D), ckv=(torch.cat([w(D, D, fan_in=D) for _ in range(2)]), vec(2 * D).to(bf16)),
                 co=lin(D, D), f0=lin(FF, D), f2=lin(D, FF),
                 nq=vec(D, 1.0), nk=vec(D, 1.0), cnq=vec(D, 1.0), cnk=vec(D, 1.0), n3w=vec(D, 1.0), n3b=vec(D)))
-        return dict(blocks=blocks, patch=lin(D, 4 * cin), t0=lin(D, TEXT_DIM), t2=lin(D, D), e0=lin(D, FREQ_DIM),
-                    e2=lin(D, D), proj=lin(6 * D, D), head=lin(4 * cout, D), hmod=torch.randn(2, D, device=dev) / math.sqrt(D))
+        # The time MLPs and the head run in fp32 (SPEC §7): their bf16 weights widened once.
+        f = lambda p: (p[0].float(), p[1].float())
+        return dict(blocks=blocks, patch=lin(D, 4 * cin), t0=lin(D, TEXT_DIM), t2=lin(D, D), e0=f(lin(D, FREQ_DIM)),
+                    e2=f(lin(D, D)), proj=f(lin(6 * D, D)), head=f(lin(4 * cout, D)),
+                    hmod=torch.randn(2, D, device=dev) / math.sqrt(D))
 
     experts = [make_expert() for _ in range(n_exp)]
 
@@ -123,79 +151,104 @@ def main():
         x = x + mm(mm(h, p["f0"], act=True), p["f2"]).float() * m[:, 5:6]
         return x - 2 * (x @ w_hh)[..., None] * w_hh
 
-    def run(block_fn, latent, context, t, routes):
-        # per expert used: time MLPs in fp32, text MLP in bf16
+    t = torch.randint(0, 1000, (B,), device=dev)
+    routes = torch.randint(0, n_exp, (B, layers)).tolist()  # on the host, like the engine's routing bits
+    used = [len(set(r)) for r in routes]
+    flops = sum(forward_flops(D, FF, layers, cin, cout, L, Lc, u) for u in used)
+
+    # Expert groups as (expert, rows): rows None = the whole batch in order (no gather/scatter).
+    def groups(member):
+        out = []
+        for xi in range(n_exp):
+            rows = [b for b in range(B) if member(b, xi)]
+            if rows:
+                out.append((xi, None if len(rows) == B else torch.tensor(rows, device=dev)))
+        return out
+    users = groups(lambda b, xi: xi in routes[b])  # nonces that use expert xi at some layer
+    per_layer = [groups(lambda b, xi: routes[b][i] == xi) for i in range(layers)]
+
+    def take(full, rows):
+        return full if rows is None else full[rows]
+
+    def put(full, rows, val):  # full[rows] = val (full allocated on first use), or val itself for the whole batch
+        if rows is None:
+            return val
+        if full is None:
+            full = val.new_empty((B,) + val.shape[1:])
+        full[rows] = val
+        return full
+
+    def run(block_fn):
+        # Inputs, drawn per forward as the engine draws its seeded ones.
+        latent = torch.randn(B, cin, Fg, 2 * Hg, 2 * Wg, device=dev)
         half = FREQ_DIM // 2
         om = 10000.0 ** (-torch.arange(half, dtype=torch.float64, device=dev) / half)
-        sin_emb = torch.cat([(t[:, None].double() * om).cos(), (t[:, None].double() * om).sin()], -1).float()
-        cond = []
-        for ex in experts:
-            e = Fn.linear(Fn.silu(Fn.linear(sin_emb, ex["e0"][0].float(), ex["e0"][1].float())), ex["e2"][0].float(), ex["e2"][1].float())
-            e0 = Fn.linear(Fn.silu(e), ex["proj"][0].float(), ex["proj"][1].float()).view(B, 6, D)
+        ta = t[:, None].double() * om
+        sin_emb = torch.cat([ta.cos(), ta.sin()], -1).float()  # cos first, as the engine
+        # Per expert used, for its users only: time MLPs in fp32, text MLP in bf16.
+        cond = {}
+        for xi, rows in users:
+            ex = experts[xi]
+            G = B if rows is None else rows.numel()
+            context = torch.randn(G, Lc, TEXT_DIM, device=dev, dtype=bf16)
+            e = Fn.linear(Fn.silu(Fn.linear(take(sin_emb, rows), *ex["e0"])), *ex["e2"])
+            e0 = Fn.linear(Fn.silu(e), *ex["proj"]).view(G, 6, D)
             ctx = mm(mm(context, ex["t0"], act=True), ex["t2"])
-            cond.append((e, e0, ctx))
+            cond[xi] = (put(None, rows, e), put(None, rows, e0), put(None, rows, ctx))
         patches = latent.view(B, cin, Fg, 1, Hg, 2, Wg, 2).permute(0, 2, 4, 6, 1, 3, 5, 7).reshape(B, L, 4 * cin)
-        x = torch.empty(B, L, D, device=dev)
-        for xi, ex in enumerate(experts):
-            idx = (routes[:, 0] == xi).nonzero().flatten()
-            if idx.numel():
-                x[idx] = mm(patches[idx], ex["patch"]).float()
+        x = None
+        for xi, rows in per_layer[0]:
+            x = put(x, rows, mm(take(patches, rows), experts[xi]["patch"]).float())
         for i in range(layers):
-            for xi, ex in enumerate(experts):
-                idx = (routes[:, i] == xi).nonzero().flatten()
-                if idx.numel():
-                    x[idx] = block_fn(ex["blocks"][i], x[idx], cond[xi][1][idx], cond[xi][2][idx], hh[i])
-        y = torch.empty(B, L, 4 * cout, device=dev)
-        for xi, ex in enumerate(experts):
-            idx = (routes[:, -1] == xi).nonzero().flatten()
-            if idx.numel():
-                e = cond[xi][0][idx][:, None]
-                h = Fn.layer_norm(x[idx], (D,), eps=EPS) * (1 + ex["hmod"][1] + e) + (ex["hmod"][0] + e)
-                y[idx] = Fn.linear(h, ex["head"][0].float(), ex["head"][1].float())
+            for xi, rows in per_layer[i]:
+                e, e0, ctx = cond[xi]
+                x = put(x, rows, block_fn(experts[xi]["blocks"][i], take(x, rows), take(e0, rows), take(ctx, rows), hh[i]))
+        y = None
+        for xi, rows in per_layer[-1]:
+            ex = experts[xi]
+            e = take(cond[xi][0], rows)[:, None]
+            h = Fn.layer_norm(take(x, rows), (D,), eps=EPS) * (1 + ex["hmod"][1] + e) + (ex["hmod"][0] + e)
+            y = put(y, rows, Fn.linear(h, *ex["head"]))
         return y
-
-    latent = torch.randn(B, cin, Fg, 2 * Hg, 2 * Wg, device=dev)
-    context = torch.randn(B, Lc, TEXT_DIM, device=dev)
-    t = torch.randint(0, 1000, (B,), device=dev)
-    routes = torch.randint(0, n_exp, (B, layers), device=dev)
-    used = [len(set(r.tolist())) for r in routes]
-    flops = sum(forward_flops(D, FF, layers, cin, cout, L, Lc, u) for u in used)
 
     def timed(block_fn):
         with torch.no_grad():
             for _ in range(2):
-                run(block_fn, latent, context, t, routes)  # warm-up (and compilation)
-            torch.cuda.synchronize()
+                run(block_fn)  # warm-up (and compilation)
+            sync()
             best, total, reps = 1e30, 0.0, 0
             while reps < 3 or total < args.min_time:
                 t0 = time.perf_counter()
-                run(block_fn, latent, context, t, routes)
-                torch.cuda.synchronize()
+                run(block_fn)
+                sync()
                 dt = time.perf_counter() - t0
                 best, total, reps = min(best, dt), total + dt, reps + 1
         return {"seconds_per_batch": best, "reps": reps, "nonces_per_s": B / best, "model_tflops": flops / best * 1e-12}
 
-    a = torch.randn(8192, 8192, device=dev, dtype=bf16)
+    n = args.gemm_n
+    a = torch.randn(n, n, device=dev, dtype=bf16)
     for _ in range(3):
         a @ a
-    torch.cuda.synchronize()
+    sync()
     t0 = time.perf_counter()
     for _ in range(10):
         a @ a
-    torch.cuda.synchronize()
-    gemm_tflops = 10 * 2 * 8192 ** 3 / (time.perf_counter() - t0) * 1e-12
+    sync()
+    gemm_tflops = 10 * 2 * n ** 3 / (time.perf_counter() - t0) * 1e-12
     del a
 
-    result = {"bench": "peer_torch", "torch": torch.__version__, "device": torch.cuda.get_device_name(dev),
-              "model": args.model, "grid": [Fg, Hg, Wg], "ctx_len": Lc, "batch": B,
-              "model_tflop_per_nonce": flops / B * 1e-12, "torch_dense_gemm_tflops": gemm_tflops}
+    device_name = torch.cuda.get_device_name(dev) if is_cuda else \
+        f"{dev.type}: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    result = {"bench": "peer_torch", "torch": torch.__version__, "device": device_name,
+              "model": args.model, "grid": [Fg, Hg, Wg], "ctx_len": Lc, "batch": B, "experts_used": used,
+              "model_tflop_per_nonce": flops / B * 1e-12, "gemm_n": n, "torch_dense_gemm_tflops": gemm_tflops}
     if args.mode in ("eager", "both"):
         result["eager"] = timed(block)
     if args.mode in ("compile", "both"):
-        try:  # one compiled graph per expert-group size
-            torch._dynamo.config.cache_size_limit = max(64, torch._dynamo.config.cache_size_limit)
-        except AttributeError:
-            pass
+        # One compiled graph per expert-group size (the limit was renamed recompile_limit in torch 2.7).
+        for name in ("recompile_limit", "cache_size_limit"):
+            if hasattr(torch._dynamo.config, name):
+                setattr(torch._dynamo.config, name, max(64, getattr(torch._dynamo.config, name)))
         result["compile"] = timed(torch.compile(block, dynamic=False))
     for k in ("eager", "compile"):
         if k in result:

@@ -69,7 +69,7 @@ __device__ __forceinline__ float block_max(float v, float* shared) {
   if (lane == 0) shared[warp] = v;
   __syncthreads();
   if (warp == 0) {
-    float w = lane < warps ? shared[lane] : 0.0f;
+    float w = lane < warps ? shared[lane] : -INFINITY;  // identity of max (0 would clamp negative maxima)
     for (int o = 16; o > 0; o >>= 1) w = fmaxf(w, __shfl_xor_sync(0xffffffffu, w, o));
     if (lane == 0) shared[0] = w;
   }

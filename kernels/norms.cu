@@ -12,8 +12,9 @@ namespace {
 
 int row_threads(int dim) { return dim >= 2048 ? 512 : dim >= 512 ? 256 : 128; }
 size_t row_smem(int dim) {
-  // The row is staged in shared memory: 48 KiB without an opt-in, D up to 12288.
-  if (dim <= 0 || dim > 12288) throw std::invalid_argument("row kernels: dim must be in [1, 12288]");
+  // The row is staged in shared memory: 48 KiB without an opt-in, less the kernels' static
+  // 256 B (double red[32]), so D up to 12224.
+  if (dim <= 0 || dim > 12224) throw std::invalid_argument("row kernels: dim must be in [1, 12224]");
   return static_cast<size_t>(dim) * sizeof(float);
 }
 

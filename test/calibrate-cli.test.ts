@@ -6,6 +6,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { readCalibration } from '../src/calibration/calibration-file.js';
+import { calibrationVariants } from '../src/calibration/variants.js';
+import { addon } from '../src/engine/native.js';
+import { modelInfo } from '../src/round/params.js';
 import { runCli } from './helpers/cli.js';
 
 let dir: string;
@@ -34,6 +37,9 @@ describe('dit-poc calibrate (wan-tiny, CPU, small N)', () => {
         expect(d.auc, name).toBeGreaterThan(0.85);
       }
     }
+    // --backend auto measures the CUDA backend against the CPU reference only where one answers.
+    const hasCuda = addon().buildInfo().backends.includes('cuda');
+    expect(byName.has('CUDA backend (device 0)')).toBe(hasCuda);
     // Scheduling changes are bit-exact on the CPU backend.
     expect(byName.get('batch size 1')!.distances.max).toBe(0);
     expect(byName.get('one thread')!.distances.max).toBe(0);
@@ -46,6 +52,34 @@ describe('dit-poc calibrate (wan-tiny, CPU, small N)', () => {
     expect(readFileSync(join(dir, 'report', 'distances.png')).subarray(1, 4).toString()).toBe('PNG');
     expect(readFileSync(join(dir, 'report', 'report.md'), 'utf8')).toMatch(/## Chosen stat_test/);
     expect(readCalibration('wan-tiny', join(dir, 'cal'))!.stat_test.dist_threshold).toBe(stat.dist_threshold);
+  });
+
+  it('--backend cuda adds honest CUDA variants, or says why it cannot', async () => {
+    const names = calibrationVariants(modelInfo('wan-tiny'), 16, 'h', 0).filter((v) => v.backend === 'cuda');
+    expect(names.map((v) => [v.name, v.kind, v.batch])).toEqual([
+      ['CUDA backend (device 0)', 'benign', undefined],
+      ['CUDA backend (device 0), batch size 1', 'benign', 1],
+    ]);
+    expect(calibrationVariants(modelInfo('wan-tiny'), 16, 'h').some((v) => v.backend)).toBe(false);
+    if (addon().buildInfo().backends.includes('cuda')) return;  // the GPU path runs in the test above
+    const r = await runCli(['calibrate', '--model', 'wan-tiny', '--nonces', '2', '--backend', 'cuda', '--out-dir', join(dir, 'nocuda')]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--backend cuda: (this build has no CUDA backend|no CUDA device answers) \(backends: cpu\)/);
+    expect(existsSync(join(dir, 'nocuda'))).toBe(false);
+  });
+
+  it('--variants keeps the matching variants; honest-only runs have no ROC', async () => {
+    const r = await runCli(['calibrate', '--model', 'wan-tiny', '--nonces', '4', '--threads', '2', '--variants', 'BATCH size|one thread', '--out-dir', join(dir, 'some'), '--no-write-calibration', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout).deviations.map((d: { name: string }) => d.name)).toEqual(['batch size 1', 'one thread']);
+    expect(existsSync(join(dir, 'some', 'distances.png'))).toBe(true);
+    expect(existsSync(join(dir, 'some', 'roc.png'))).toBe(false);
+    const cheatsOnly = await runCli(['calibrate', '--model', 'wan-tiny', '--nonces', '4', '--variants', 'fp8', '--out-dir', join(dir, 'cheats')]);
+    expect(cheatsOnly.code).toBe(2);
+    expect(cheatsOnly.stderr).toMatch(/no honest variant matches/);
+    const bad = await runCli(['calibrate', '--model', 'wan-tiny', '--variants', '(']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/not a regular expression/);
   });
 
   it('the committed wan-tiny calibration is what validate uses by default', () => {

@@ -11,7 +11,6 @@
 #include "backend.h"
 #include "backend_factory.h"
 #include "bf16.h"
-#include "checkpoint.h"
 #include "model_config.h"
 #include "seeding.h"
 #include "weight_transforms.h"
@@ -241,22 +240,16 @@ class LoadWorker : public Napi::AsyncProgressQueueWorker<std::pair<int64_t, int6
   void Execute(const ExecutionProgress& p) override {
     try {
       const ModelConfig& cfg = find_model(model_);
-      const std::string kind = resolve_backend(backend_kind_);
-      // Random weights for the GPU are generated there: no host copy (57 GB for the A14B models).
-      if (kind == "cuda" && weights_ == "random" && transform_.kind == WeightTransform::Kind::None) {
-        backend_ = std::shared_ptr<Backend>(make_backend_random(kind, device_, cfg, seed_, threads_));
-        return;
-      }
-      ThreadPool pool(threads_);
       auto report = [&](int64_t done, int64_t total) {
         const std::pair<int64_t, int64_t> v{done, total};
         p.Send(&v, 1);
       };
-      auto w = std::make_shared<ModelWeights>(
-          weights_ == "random" ? random_weights(cfg, seed_, pool, report)
-                               : load_checkpoint(cfg, weights_, pool, report));
-      apply_weight_transform(*w, transform_, pool);
-      backend_ = std::shared_ptr<Backend>(make_backend(kind, device_, std::move(w), threads_));
+      // For CUDA the weights never sit whole in host memory (57 GB for the A14B models):
+      // random ones are generated on the GPU, checkpoints streamed to it shard by shard.
+      backend_ = std::shared_ptr<Backend>(
+          weights_ == "random"
+              ? make_backend_random(backend_kind_, device_, cfg, seed_, threads_, transform_, report)
+              : make_backend_checkpoint(backend_kind_, device_, cfg, weights_, threads_, transform_, report));
     } catch (const std::exception& e) {
       SetError(e.what());
     }

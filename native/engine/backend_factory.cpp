@@ -1,6 +1,9 @@
 #include "backend_factory.h"
 
+#include <map>
 #include <stdexcept>
+
+#include "checkpoint.h"
 
 #ifdef DITPOC_HAVE_CUDA_BACKEND
 #include "cuda/cuda_backend.h"
@@ -11,6 +14,18 @@ namespace ditpoc {
 namespace {
 
 const char* const kNoCuda = "this build has no CUDA backend: CUDA toolkit/cuBLASLt not found at configure time";
+
+// A sink that applies `transform` to each tensor before passing it on.
+[[maybe_unused]] TensorSink transformed(const ModelConfig& cfg, const WeightTransform& transform, ThreadPool& pool,
+                                        const TensorSink& next) {
+  if (transform.kind == WeightTransform::Kind::None) return next;
+  std::map<std::string, TensorSpec> specs;
+  for (const auto& s : tensor_specs(cfg)) specs.emplace(s.name, s);
+  return [&cfg, &transform, &pool, &next, specs = std::move(specs)](int expert, const std::string& key, Tensor& t) {
+    apply_weight_transform(cfg, expert, specs.at(key), t, transform, pool);
+    next(expert, key, t);
+  };
+}
 
 int visible_cuda_devices() {
 #ifdef DITPOC_HAVE_CUDA_BACKEND
@@ -59,15 +74,48 @@ std::unique_ptr<Backend> make_backend(const std::string& kind, int device, std::
 }
 
 std::unique_ptr<Backend> make_backend_random(const std::string& kind, int device, const ModelConfig& cfg,
-                                             const std::string& weights_seed, int threads) {
+                                             const std::string& weights_seed, int threads,
+                                             const WeightTransform& transform, const ProgressFn& progress) {
   const std::string k = resolve_backend(kind);
   if (k == "cpu") {
     ThreadPool pool(threads);
-    auto w = std::make_shared<ModelWeights>(random_weights(cfg, weights_seed, pool));
+    auto w = std::make_shared<ModelWeights>(random_weights(cfg, weights_seed, pool, progress));
+    apply_weight_transform(*w, transform, pool);
     return make_cpu_backend(std::move(w), threads);
   }
 #ifdef DITPOC_HAVE_CUDA_BACKEND
-  return make_cuda_backend_random(cfg, weights_seed, device, threads);
+  if (transform.kind == WeightTransform::Kind::None) return make_cuda_backend_random(cfg, weights_seed, device, threads);
+  ThreadPool pool(threads);
+  return make_cuda_backend_streamed(
+      cfg, "random:" + weights_seed + "+" + describe(transform),
+      [&](const TensorSink& upload) {
+        stream_random_weights(cfg, weights_seed, pool, transformed(cfg, transform, pool, upload), progress);
+      },
+      device, threads);
+#else
+  (void)device, (void)progress;
+  throw std::runtime_error(kNoCuda);
+#endif
+}
+
+std::unique_ptr<Backend> make_backend_checkpoint(const std::string& kind, int device, const ModelConfig& cfg,
+                                                 const std::string& dir, int threads,
+                                                 const WeightTransform& transform, const ProgressFn& progress) {
+  const std::string k = resolve_backend(kind);
+  ThreadPool pool(threads);
+  if (k == "cpu") {
+    auto w = std::make_shared<ModelWeights>(load_checkpoint(cfg, dir, pool, progress));
+    apply_weight_transform(*w, transform, pool);
+    return make_cpu_backend(std::move(w), threads);
+  }
+#ifdef DITPOC_HAVE_CUDA_BACKEND
+  const std::string identity = transform.kind == WeightTransform::Kind::None ? dir : dir + "+" + describe(transform);
+  return make_cuda_backend_streamed(
+      cfg, identity,
+      [&](const TensorSink& upload) {
+        stream_checkpoint(cfg, dir, pool, transformed(cfg, transform, pool, upload), progress);
+      },
+      device, threads);
 #else
   (void)device;
   throw std::runtime_error(kNoCuda);

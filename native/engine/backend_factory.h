@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "backend.h"
+#include "weight_transforms.h"
 
 namespace ditpoc {
 
@@ -23,9 +24,20 @@ std::string resolve_backend(const std::string& kind);
 std::unique_ptr<Backend> make_backend(const std::string& kind, int device, std::shared_ptr<const ModelWeights> weights,
                                       int threads);
 
-// A backend with SPEC §6 random weights: generated on the GPU for CUDA (no host copy, seconds
-// instead of minutes for the A14B models), on the host (random_weights) for the CPU.
+// A backend with SPEC §6 random weights, `transform` applied. CUDA generates them on the GPU
+// (no host copy, seconds instead of minutes for the A14B models) or, with a transform, on the
+// host tensor by tensor, each uploaded once transformed; the CPU holds them in host memory.
 std::unique_ptr<Backend> make_backend_random(const std::string& kind, int device, const ModelConfig& cfg,
-                                             const std::string& weights_seed, int threads);
+                                             const std::string& weights_seed, int threads,
+                                             const WeightTransform& transform = {},
+                                             const ProgressFn& progress = nullptr);
+
+// A backend over a safetensors checkpoint (checkpoint.h), `transform` applied. CUDA streams it
+// to the device shard by shard, so host memory holds one batch of tensors, never the model; the
+// CPU backend computes from host memory, so it loads the model there.
+std::unique_ptr<Backend> make_backend_checkpoint(const std::string& kind, int device, const ModelConfig& cfg,
+                                                 const std::string& dir, int threads,
+                                                 const WeightTransform& transform = {},
+                                                 const ProgressFn& progress = nullptr);
 
 }  // namespace ditpoc

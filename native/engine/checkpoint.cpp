@@ -235,8 +235,8 @@ CheckpointLayout detect_checkpoint_layout(const ModelConfig& cfg, const std::str
                            tried + ". Each expert folder needs " + kSingleFile + " or " + kIndexFile + hint);
 }
 
-ModelWeights load_checkpoint(const ModelConfig& cfg, const std::string& dir, ThreadPool& pool,
-                             const ProgressFn& progress) {
+void stream_checkpoint(const ModelConfig& cfg, const std::string& dir, ThreadPool& pool, const TensorSink& sink,
+                       const ProgressFn& progress) {
   const CheckpointLayout layout = detect_checkpoint_layout(cfg, dir);
   const std::vector<TensorSpec> specs = tensor_specs(cfg);
   const KeyMap keys = make_key_map(specs);
@@ -245,13 +245,7 @@ ModelWeights load_checkpoint(const ModelConfig& cfg, const std::string& dir, Thr
   std::vector<ExpertPlan> plans;
   for (const auto& folder : layout.expert_dirs) plans.push_back(plan_expert(cfg, keys, folder));
 
-  // Phase 2: stream shard by shard, closing each once read.
-  require_host_memory(params_per_expert(cfg) * static_cast<int64_t>(plans.size()) * 2,
-                      "the bf16 weights of checkpoint " + dir);
-  ModelWeights w;
-  w.config = &cfg;
-  w.identity = dir;
-  w.experts.resize(plans.size());
+  // Phase 2: stream shard by shard, closing each once read; a batch lives until the sink has it.
   const int64_t total = static_cast<int64_t>(specs.size() * plans.size());
   int64_t done = 0;
   if (progress) progress(0, total);
@@ -259,32 +253,55 @@ ModelWeights load_checkpoint(const ModelConfig& cfg, const std::string& dir, Thr
     ExpertPlan& plan = plans[e];
     for (size_t s = 0; s < plan.shards.size(); ++s) {
       const SafetensorsFile& shard = *plan.shards[s];
-      // File order keeps reads mostly sequential.
-      std::vector<std::pair<uint64_t, Job>> order;
-      for (const auto& [key, src] : plan.sources) {
-        if (src.shard != s) continue;
-        Tensor& t = w.experts[e].tensors[key];
-        t.shape = keys.spec.at(key)->shape;
-        order.push_back({shard.info(src.name).begin, Job{&src.name, &t}});
-      }
-      std::sort(order.begin(), order.end(),
-                [](const auto& a, const auto& b) { return a.first < b.first; });
-      std::vector<Job> batch;
+      struct Pending {
+        uint64_t begin;  // file offset: file order keeps reads mostly sequential
+        const std::string* key;
+        const std::string* name;
+      };
+      std::vector<Pending> order;
+      for (const auto& [key, src] : plan.sources)
+        if (src.shard == s) order.push_back({shard.info(src.name).begin, &key, &src.name});
+      std::sort(order.begin(), order.end(), [](const Pending& a, const Pending& b) { return a.begin < b.begin; });
+      std::vector<Tensor> tensors;
+      std::vector<const std::string*> batch_keys;
       int64_t batch_elems = 0;
+      tensors.reserve(order.size());
       for (size_t i = 0; i < order.size(); ++i) {
-        batch.push_back(order[i].second);
-        batch_elems += order[i].second.out->numel();
-        if (batch_elems >= kBatchElems || i + 1 == order.size()) {
-          convert_batch(shard, batch, pool);
-          done += static_cast<int64_t>(batch.size());
-          if (progress) progress(done, total);
-          batch.clear();
-          batch_elems = 0;
-        }
+        Tensor t;
+        t.shape = keys.spec.at(*order[i].key)->shape;
+        batch_elems += t.numel();
+        tensors.push_back(std::move(t));
+        batch_keys.push_back(order[i].key);
+        if (batch_elems < kBatchElems && i + 1 < order.size()) continue;
+        std::vector<Job> jobs;
+        const size_t first = i + 1 - batch_keys.size();
+        for (size_t j = 0; j < batch_keys.size(); ++j) jobs.push_back(Job{order[first + j].name, &tensors[j]});
+        convert_batch(shard, jobs, pool);
+        for (size_t j = 0; j < batch_keys.size(); ++j) sink(static_cast<int>(e), *batch_keys[j], tensors[j]);
+        done += static_cast<int64_t>(batch_keys.size());
+        if (progress) progress(done, total);
+        tensors.clear();
+        batch_keys.clear();
+        batch_elems = 0;
       }
       plan.shards[s].reset();
     }
   }
+}
+
+ModelWeights load_checkpoint(const ModelConfig& cfg, const std::string& dir, ThreadPool& pool,
+                             const ProgressFn& progress) {
+  // The layout alone sizes the host-memory check, which must come before any data is read.
+  const CheckpointLayout layout = detect_checkpoint_layout(cfg, dir);
+  require_host_memory(params_per_expert(cfg) * static_cast<int64_t>(layout.expert_dirs.size()) * 2,
+                      "the bf16 weights of checkpoint " + dir);
+  ModelWeights w;
+  w.config = &cfg;
+  w.identity = dir;
+  w.experts.resize(layout.expert_dirs.size());
+  stream_checkpoint(cfg, dir, pool,
+                    [&](int expert, const std::string& key, Tensor& t) { w.experts[expert].tensors[key] = std::move(t); },
+                    progress);
   return w;
 }
 

@@ -35,4 +35,12 @@ CheckpointLayout detect_checkpoint_layout(const ModelConfig& cfg, const std::str
 ModelWeights load_checkpoint(const ModelConfig& cfg, const std::string& dir, ThreadPool& pool,
                              const ProgressFn& progress = nullptr);
 
+// load_checkpoint without the host copy of the model: the same layouts, checks and errors (all
+// before any data is read), but each tensor goes to `sink` as soon as its batch of reads is
+// converted and is freed after. Host memory peaks at one batch (about 64M elements, or one
+// tensor when larger), which lets a GPU backend take a 57 GB model on a host without 57 GB.
+// An exception from the sink stops the stream and propagates.
+void stream_checkpoint(const ModelConfig& cfg, const std::string& dir, ThreadPool& pool, const TensorSink& sink,
+                       const ProgressFn& progress = nullptr);
+
 }  // namespace ditpoc

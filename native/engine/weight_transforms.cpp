@@ -78,59 +78,60 @@ float round_fp8_e4m3(float x) {
   return std::copysign(std::min(q, 448.0f), x);
 }
 
+void apply_weight_transform(const ModelConfig& cfg, int expert, const TensorSpec& spec, Tensor& tensor,
+                            const WeightTransform& t, ThreadPool& pool) {
+  if (t.kind == WeightTransform::Kind::None || spec.kind != TensorKind::Weight) return;
+  uint16_t* d = tensor.data.data();
+  const int64_t n = tensor.numel();
+  switch (t.kind) {
+    case WeightTransform::Kind::Noise: {
+      std::vector<float> noise(static_cast<size_t>(n));
+      normal(seed32(t.seed + "_" + cfg.experts[expert] + "_" + spec.name), n, noise.data(), &pool);
+      const float rel = static_cast<float>(t.relative);
+      pool.parallel_for(n, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) d[i] = f32_to_bf16(bf16_to_f32(d[i]) * (1.0f + rel * noise[i]));
+      });
+      break;
+    }
+    case WeightTransform::Kind::Fp8E4M3: {
+      // Per-tensor scale, as fp8 checkpoints ship it: amax maps to the format's max, 448.
+      float amax = 0;
+      for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(bf16_to_f32(d[i])));
+      const float scale = amax > 0 ? amax / 448.0f : 1.0f;
+      pool.parallel_for(n, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) d[i] = f32_to_bf16(round_fp8_e4m3(bf16_to_f32(d[i]) / scale) * scale);
+      });
+      break;
+    }
+    case WeightTransform::Kind::Int4: {
+      // Symmetric group-wise int4 along the input dimension (rows are contiguous).
+      const int64_t k = spec.fan_in(), g = std::min<int64_t>(t.group_size, k);
+      const int64_t groups = n / k * ((k + g - 1) / g);
+      pool.parallel_for(groups, [&](int64_t b, int64_t e) {
+        for (int64_t gi = b; gi < e; ++gi) {
+          const int64_t per_row = (k + g - 1) / g;
+          const int64_t row = gi / per_row, begin = row * k + (gi % per_row) * g;
+          const int64_t end = std::min(begin + g, (row + 1) * k);
+          float amax = 0;
+          for (int64_t i = begin; i < end; ++i) amax = std::max(amax, std::fabs(bf16_to_f32(d[i])));
+          const float scale = amax > 0 ? amax / 7.0f : 1.0f;
+          for (int64_t i = begin; i < end; ++i) {
+            const float q = std::clamp(std::nearbyint(bf16_to_f32(d[i]) / scale), -8.0f, 7.0f);
+            d[i] = f32_to_bf16(q * scale);
+          }
+        }
+      });
+      break;
+    }
+    case WeightTransform::Kind::None: break;
+  }
+}
+
 void apply_weight_transform(ModelWeights& w, const WeightTransform& t, ThreadPool& pool) {
   if (t.kind == WeightTransform::Kind::None) return;
-  const ModelConfig& cfg = *w.config;
-  std::vector<float> noise;
   for (size_t x = 0; x < w.experts.size(); ++x)
-    for (const auto& spec : tensor_specs(cfg)) {
-      if (spec.kind != TensorKind::Weight) continue;
-      Tensor& tensor = w.experts[x].tensors.at(spec.name);
-      uint16_t* d = tensor.data.data();
-      const int64_t n = tensor.numel();
-      switch (t.kind) {
-        case WeightTransform::Kind::Noise: {
-          noise.resize(static_cast<size_t>(n));
-          normal(seed32(t.seed + "_" + cfg.experts[x] + "_" + spec.name), n, noise.data(), &pool);
-          const float rel = static_cast<float>(t.relative);
-          pool.parallel_for(n, [&](int64_t b, int64_t e) {
-            for (int64_t i = b; i < e; ++i) d[i] = f32_to_bf16(bf16_to_f32(d[i]) * (1.0f + rel * noise[i]));
-          });
-          break;
-        }
-        case WeightTransform::Kind::Fp8E4M3: {
-          // Per-tensor scale, as fp8 checkpoints ship it: amax maps to the format's max, 448.
-          float amax = 0;
-          for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(bf16_to_f32(d[i])));
-          const float scale = amax > 0 ? amax / 448.0f : 1.0f;
-          pool.parallel_for(n, [&](int64_t b, int64_t e) {
-            for (int64_t i = b; i < e; ++i) d[i] = f32_to_bf16(round_fp8_e4m3(bf16_to_f32(d[i]) / scale) * scale);
-          });
-          break;
-        }
-        case WeightTransform::Kind::Int4: {
-          // Symmetric group-wise int4 along the input dimension (rows are contiguous).
-          const int64_t k = spec.fan_in(), g = std::min<int64_t>(t.group_size, k);
-          const int64_t groups = n / k * ((k + g - 1) / g);
-          pool.parallel_for(groups, [&](int64_t b, int64_t e) {
-            for (int64_t gi = b; gi < e; ++gi) {
-              const int64_t per_row = (k + g - 1) / g;
-              const int64_t row = gi / per_row, begin = row * k + (gi % per_row) * g;
-              const int64_t end = std::min(begin + g, (row + 1) * k);
-              float amax = 0;
-              for (int64_t i = begin; i < end; ++i) amax = std::max(amax, std::fabs(bf16_to_f32(d[i])));
-              const float scale = amax > 0 ? amax / 7.0f : 1.0f;
-              for (int64_t i = begin; i < end; ++i) {
-                const float q = std::clamp(std::nearbyint(bf16_to_f32(d[i]) / scale), -8.0f, 7.0f);
-                d[i] = f32_to_bf16(q * scale);
-              }
-            }
-          });
-          break;
-        }
-        case WeightTransform::Kind::None: break;
-      }
-    }
+    for (const auto& spec : tensor_specs(*w.config))
+      apply_weight_transform(*w.config, static_cast<int>(x), spec, w.experts[x].tensors.at(spec.name), t, pool);
   w.identity += "+" + describe(t);
 }
 

@@ -22,6 +22,10 @@ WeightTransform parse_weight_transform(const std::string& text);
 std::string describe(const WeightTransform& t);
 
 void apply_weight_transform(ModelWeights& w, const WeightTransform& t, ThreadPool& pool);
+// The same on one tensor (expert = routing bit), for weights that stream in tensor by tensor;
+// tensors other than Linear/Conv matrices are left as they are.
+void apply_weight_transform(const ModelConfig& cfg, int expert, const TensorSpec& spec, Tensor& tensor,
+                            const WeightTransform& t, ThreadPool& pool);
 
 // Round to the nearest float8 e4m3fn value (max 448, no infinities; saturates).
 float round_fp8_e4m3(float x);

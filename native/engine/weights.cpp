@@ -16,9 +16,6 @@ const Tensor& ExpertWeights::at(const std::string& key) const {
   return it->second;
 }
 
-namespace {
-
-// SPEC §6 (μ, σ) per tensor kind.
 void init_params(const ModelConfig& cfg, const TensorSpec& t, float* mu, float* sigma) {
   switch (t.kind) {
     case TensorKind::Weight:
@@ -40,27 +37,19 @@ void init_params(const ModelConfig& cfg, const TensorSpec& t, float* mu, float* 
   }
 }
 
-}  // namespace
-
-ModelWeights random_weights(const ModelConfig& cfg, const std::string& weights_seed,
-                            ThreadPool& pool, const ProgressFn& progress) {
-  ModelWeights w;
-  w.config = &cfg;
-  w.identity = "random:" + weights_seed;
+void stream_random_weights(const ModelConfig& cfg, const std::string& weights_seed, ThreadPool& pool,
+                           const TensorSink& sink, const ProgressFn& progress) {
   const auto specs = tensor_specs(cfg);
-  require_host_memory(params_per_expert(cfg) * cfg.num_experts() * 2,
-                      "random bf16 weights of " + cfg.id + " (" + std::to_string(cfg.num_experts()) + " expert(s))");
   const int64_t total = static_cast<int64_t>(specs.size()) * cfg.num_experts();
   int64_t done = 0;
   std::vector<float> scratch;
-  for (const auto& expert : cfg.experts) {
-    ExpertWeights ew;
+  for (int x = 0; x < cfg.num_experts(); ++x) {
     for (const auto& spec : specs) {
       const int64_t n = spec.numel();
       float mu, sigma;
       init_params(cfg, spec, &mu, &sigma);
       scratch.resize(static_cast<size_t>(n));
-      normal(seed32(weights_seed + "_" + expert + "_" + spec.name), n, scratch.data(), &pool);
+      normal(seed32(weights_seed + "_" + cfg.experts[x] + "_" + spec.name), n, scratch.data(), &pool);
       Tensor t;
       t.shape = spec.shape;
       t.data.resize(static_cast<size_t>(n));
@@ -69,11 +58,24 @@ ModelWeights random_weights(const ModelConfig& cfg, const std::string& weights_s
       pool.parallel_for(n, [&](int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i) dst[i] = f32_to_bf16(mu + sigma * src[i]);
       });
-      ew.tensors.emplace(spec.name, std::move(t));
+      sink(x, spec.name, t);
       if (progress) progress(++done, total);
     }
-    w.experts.push_back(std::move(ew));
   }
+}
+
+ModelWeights random_weights(const ModelConfig& cfg, const std::string& weights_seed,
+                            ThreadPool& pool, const ProgressFn& progress) {
+  require_host_memory(params_per_expert(cfg) * cfg.num_experts() * 2,
+                      "random bf16 weights of " + cfg.id + " (" + std::to_string(cfg.num_experts()) + " expert(s))");
+  ModelWeights w;
+  w.config = &cfg;
+  w.identity = "random:" + weights_seed;
+  w.experts.resize(static_cast<size_t>(cfg.num_experts()));
+  stream_random_weights(
+      cfg, weights_seed, pool,
+      [&](int expert, const std::string& key, Tensor& t) { w.experts[expert].tensors.emplace(key, std::move(t)); },
+      progress);
   return w;
 }
 

@@ -38,9 +38,20 @@ struct ModelWeights {
 // Progress callback: (tensors done, tensors total).
 using ProgressFn = std::function<void(int64_t, int64_t)>;
 
+// Receives one tensor of weights that stream in (a checkpoint read shard by shard, random
+// weights made tensor by tensor): the expert (routing bit), the official key and the bf16
+// tensor, which the sink may move from. Called once per tensor, on the streaming thread.
+using TensorSink = std::function<void(int expert, const std::string& key, Tensor& tensor)>;
+
+// SPEC §6 (μ, σ) of one tensor.
+void init_params(const ModelConfig& cfg, const TensorSpec& spec, float* mu, float* sigma);
+
 // SPEC §6: value = μ + σ·N(seed32("{weights_seed}_{expert}_{key}"), numel), rounded to bf16.
 ModelWeights random_weights(const ModelConfig& cfg, const std::string& weights_seed,
                             ThreadPool& pool, const ProgressFn& progress = nullptr);
+// The same tensors handed to `sink` one at a time, never all in host memory.
+void stream_random_weights(const ModelConfig& cfg, const std::string& weights_seed, ThreadPool& pool,
+                           const TensorSink& sink, const ProgressFn& progress = nullptr);
 
 // Throws std::invalid_argument when a tensor is missing, extra or has the wrong shape.
 void check_weights_complete(const ModelWeights& w);

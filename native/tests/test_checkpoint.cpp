@@ -1,6 +1,7 @@
 // JSON reader, safetensors reader/writer and checkpoint loader: tiny checkpoints written to a
 // temp dir in every supported layout and dtype must load to the same bf16 bits, and every
-// malformed case must fail with an error an operator can act on.
+// malformed case must fail with an error an operator can act on. Streamed weights (what a GPU
+// backend uploads tensor by tensor) must equal the loaded ones.
 #include <fcntl.h>
 #include <ftw.h>
 #include <sys/stat.h>
@@ -23,6 +24,7 @@
 #include "checkpoint.h"
 #include "json_reader.h"
 #include "safetensors.h"
+#include "weight_transforms.h"
 
 using namespace ditpoc;
 
@@ -344,6 +346,68 @@ void test_wan_tiny_layouts(ThreadPool& pool) {
         loaded[1].experts[1].tensors.at("blocks.0.norm3.weight").data);
 }
 
+// stream_checkpoint and stream_random_weights hand out the same tensors as load_checkpoint and
+// random_weights, each once, before the whole model is read; per-tensor weight transforms equal
+// the whole-model ones. The official wan-tiny checkpoint has 2 shards per expert.
+void test_streamed_weights(ThreadPool& pool) {
+  const ModelConfig& cfg = find_model("wan-tiny");
+  const ModelWeights loaded = load_checkpoint(cfg, path_in("official"), pool);
+  std::vector<std::map<std::string, Tensor>> got(2);
+  int64_t sunk = 0, reports = 0, total_tensors = 0;
+  bool twice = false, in_step = true;
+  stream_checkpoint(
+      cfg, path_in("official"), pool,
+      [&](int e, const std::string& key, Tensor& t) {
+        twice = twice || got.at(e).count(key);
+        ++sunk;
+        got.at(e)[key] = std::move(t);
+      },
+      [&](int64_t d, int64_t t) {
+        in_step = in_step && d == sunk;  // tensors go out batch by batch, as they are read
+        total_tensors = t;
+        ++reports;
+      });
+  CHECK(!twice && sunk == total_tensors && total_tensors == 2 * static_cast<int64_t>(tensor_specs(cfg).size()));
+  // Streaming: one batch per shard here (4), each handed out before the next is read.
+  CHECK_MSG(in_step && reports >= 5, "progress out of step with the sink (%lld reports)",
+            static_cast<long long>(reports));
+  for (int e = 0; e < 2; ++e) {
+    CHECK(got[e].size() == loaded.experts[e].tensors.size());
+    for (const auto& [key, t] : loaded.experts[e].tensors)
+      CHECK_MSG(got[e].count(key) && got[e].at(key).data == t.data && got[e].at(key).shape == t.shape,
+                "streamed %s differs", key.c_str());
+  }
+  // A failing sink stops the stream with its own error.
+  int calls = 0;
+  CHECK_THROWS_WITH(stream_checkpoint(cfg, path_in("official"), pool,
+                                      [&](int, const std::string& key, Tensor&) {
+                                        if (++calls == 3) throw std::runtime_error("device full at " + key);
+                                      }),
+                    "device full at ");
+  CHECK(calls == 3);
+
+  // Random weights, streamed, then transformed tensor by tensor.
+  const ModelWeights random = random_weights(cfg, "stream-test", pool);
+  for (const char* spec_text : {"fp8", "int4:64", "noise:0.01:s"}) {
+    const WeightTransform tr = parse_weight_transform(spec_text);
+    ModelWeights whole = random;
+    apply_weight_transform(whole, tr, pool);
+    int64_t n = 0, mismatched = 0, changed = 0;
+    stream_random_weights(cfg, "stream-test", pool, [&](int e, const std::string& key, Tensor& t) {
+      ++n;
+      const bool same_as_random = t.data == random.experts[e].tensors.at(key).data;
+      for (const auto& spec : tensor_specs(cfg))
+        if (spec.name == key) apply_weight_transform(cfg, e, spec, t, tr, pool);
+      if (!same_as_random || t.data != whole.experts[e].tensors.at(key).data) ++mismatched;
+      if (t.data != random.experts[e].tensors.at(key).data) ++changed;
+    });
+    CHECK_MSG(n == 2 * static_cast<int64_t>(tensor_specs(cfg).size()) && mismatched == 0,
+              "%s: %lld tensors, %lld mismatched", spec_text, static_cast<long long>(n),
+              static_cast<long long>(mismatched));
+    CHECK(changed > 0);  // the transform did something
+  }
+}
+
 // A few-hundred-parameter model for the layout and error cases.
 ModelConfig micro_config(int experts) {
   ModelConfig c;
@@ -545,6 +609,7 @@ int main() {
     test_safetensors_roundtrip();
     test_safetensors_malformed();
     test_wan_tiny_layouts(pool);
+    test_streamed_weights(pool);
     test_single_expert_layouts(pool);
     test_checkpoint_errors(pool);
   } catch (const std::exception& e) {

@@ -34,7 +34,9 @@ async function artifactsOf(model: NativeModel, round: RoundParams, v: Variant | 
 }
 
 export async function calibrate(o: CalibrateOptions): Promise<CalibrationRun> {
-  const { round, nonces } = o;
+  const { nonces } = o;
+  // The reference is the CPU backend, what every validator can run; variants name their own.
+  const round: RoundParams = { ...o.round, backend: 'cpu' };
   const reference = await openModel(round, o.threads);
   const referenceThreads = reference.threads;
   const distances = new Map<string, number[]>();
@@ -43,7 +45,9 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrationRun> {
     for (const [i, v] of o.variants.entries()) {
       o.onVariant?.(v.name, i, o.variants.length);
       const transform = v.deviations?.weightTransform;
-      const own = transform || v.threads ? await openModel(round, v.threads ?? o.threads, undefined, transform) : reference;
+      const own = transform || v.threads || v.backend === 'cuda'
+        ? await openModel({ ...round, backend: v.backend ?? round.backend }, v.threads ?? o.threads, undefined, transform)
+        : reference;
       try {
         const arts = await artifactsOf(own, round, v, nonces, v.batch ?? o.batch);
         // A nonce without an artifact on either side (non-finite output) is as far as it gets.

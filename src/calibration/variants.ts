@@ -6,6 +6,8 @@ import type { ModelInfo, Precision } from '../engine/native.js';
 export interface Variant {
   name: string;
   kind: 'benign' | 'malign';
+  /** Computed on this backend (default: the reference's, the CPU). */
+  backend?: 'cpu' | 'cuda';
   precision?: Precision;
   ctxLen?: number;
   threads?: number;
@@ -13,13 +15,21 @@ export interface Variant {
   deviations?: Deviations;
 }
 
-export function calibrationVariants(cfg: ModelInfo, ctxLen: number, blockHash: string): Variant[] {
+/**
+ * `cudaDevice`: also compare the CUDA backend on that device with the CPU reference (the honest
+ * GPU prover a CPU validator must accept), at SPEC §7's bf16 and at batch 1.
+ */
+export function calibrationVariants(cfg: ModelInfo, ctxLen: number, blockHash: string, cudaDevice?: number): Variant[] {
   const v: Variant[] = [
     { name: 'batch size 1', kind: 'benign', batch: 1 },
     { name: 'one thread', kind: 'benign', threads: 1 },
     { name: 'fp32 GEMM/attention inputs (a more precise backend)', kind: 'benign', precision: 'fp32' },
     { name: 'bf16 attention probabilities (FlashAttention-style GPU numerics)', kind: 'benign', precision: 'bf16-flash' },
   ];
+  if (cudaDevice !== undefined) {
+    v.push({ name: `CUDA backend (device ${cudaDevice})`, kind: 'benign', backend: 'cuda' });
+    v.push({ name: `CUDA backend (device ${cudaDevice}), batch size 1`, kind: 'benign', backend: 'cuda', batch: 1 });
+  }
   if (cfg.experts.length === 2) {
     v.push({ name: 'one expert for every layer (high noise)', kind: 'malign', deviations: { singleExpert: 0 } });
     v.push({ name: 'one expert for every layer (low noise)', kind: 'malign', deviations: { singleExpert: 1 } });

@@ -10,6 +10,8 @@ import { calibrate } from '../calibration/calibrate.js';
 import { writeCalibration } from '../calibration/calibration-file.js';
 import { calibrationMarkdown } from '../calibration/report.js';
 import { calibrationVariants } from '../calibration/variants.js';
+import { addon } from '../engine/native.js';
+import { InputError } from '../errors.js';
 import { histogramPng, rocPng } from '../report/plots.js';
 import { makeRound, modelInfo } from '../round/params.js';
 import { DEFAULT_N_SAMPLES } from '../validation/sampling.js';
@@ -24,6 +26,7 @@ interface CalibrateCliOptions extends RoundCliOptions {
   outDir?: string;
   writeCalibration: boolean;
   calibrationDir?: string;
+  variants?: RegExp;
   json: boolean;
 }
 
@@ -32,6 +35,14 @@ function gitCommit(): string {
     return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
   } catch {
     return 'unknown';
+  }
+}
+
+function variantPattern(text: string): RegExp {
+  try {
+    return new RegExp(text, 'i');
+  } catch (e) {
+    throw new InputError(`--variants: not a regular expression: ${(e as Error).message}`);
   }
 }
 
@@ -47,13 +58,25 @@ export function calibrateCommand(): Command {
     .option('--out-dir <DIR>', 'report directory (default calibration/<model>)')
     .option('--no-write-calibration', 'do not write calibration/<model>.json')
     .option('--calibration-dir <DIR>', 'where calibration/<model>.json goes (default: the package calibration/)')
+    .option('--variants <REGEX>', 'only the variants whose name matches (case-insensitive), e.g. CUDA', variantPattern)
     .option('--json', 'print the result as JSON', false)
     .action(async (o: CalibrateCliOptions) => {
       const round = makeRound({
         model: o.model, blockHash: o.blockHash, publicKey: o.publicKey, grid: o.grid, ctxLen: o.ctxLen, kDim: o.kDim,
         weights: o.weights, weightsSeed: o.weightsSeed, strongerRng: o.strongerRng, precision: o.precision,
+        device: o.device,
       });
-      const variants = calibrationVariants(modelInfo(round.model), round.ctxLen, round.blockHash);
+      // The reference is always the CPU; --backend says whether the CUDA backend is measured
+      // against it too (auto: when this build has it and a GPU answers).
+      const build = addon().buildInfo();
+      if (o.backend === 'cuda' && !build.backends.includes('cuda'))
+        throw new InputError(`--backend cuda: ${build.cudaCompiled ? 'no CUDA device answers' : 'this build has no CUDA backend'} (backends: ${build.backends.join(', ')})`);
+      const withCuda = o.backend !== 'cpu' && build.backends.includes('cuda');
+      const variants = calibrationVariants(modelInfo(round.model), round.ctxLen, round.blockHash, withCuda ? o.device : undefined)
+        .filter((v) => !o.variants || o.variants.test(v.name));
+      if (variants.length === 0) throw new InputError(`--variants ${o.variants}: no variant matches`);
+      if (!variants.some((v) => v.kind === 'benign'))
+        throw new InputError(`--variants ${o.variants}: no honest variant matches, and the threshold is set from them`);
       const nonces = Array.from({ length: o.nonces }, (_, i) => i);
       const t0 = performance.now();
       let run;
@@ -68,7 +91,7 @@ export function calibrateCommand(): Command {
       const { result } = run;
       const command = `dit-poc calibrate ${process.argv.slice(3).join(' ')}`.trim();
       result.environment = {
-        device: `CPU ${cpus()[0]?.model ?? 'unknown'} (${cpus().length} threads)`,
+        device: `CPU ${cpus()[0]?.model ?? 'unknown'} (${cpus().length} threads)${withCuda ? `; CUDA device ${o.device}` : ''}`,
         date: new Date().toISOString().slice(0, 10),
         commit: gitCommit(),
         command,
@@ -84,9 +107,13 @@ export function calibrateCommand(): Command {
         [{ label: 'honest (all benign variants)', values: positive(honest) }, ...malign.map((v) => ({ label: v.name, values: positive(run.distances.get(v.name)!) }))],
         { title: `${round.model}: artifact L2 distance to the reference`, xLabel: 'L2 distance (log scale; 0 shown as 1e-6)', logX: true, markers: [{ label: 'dist_threshold', x: result.stat_test.dist_threshold }] },
       ));
-      writeFileSync(join(outDir, 'roc.png'), await rocPng(run.rocs, { title: `${round.model}: honest vs each cheat (ROC)` }));
+      const figures = [{ title: 'Artifact distances to the reference', path: 'distances.png' }];
+      if (run.rocs.length > 0) {  // none when --variants kept honest variants only
+        writeFileSync(join(outDir, 'roc.png'), await rocPng(run.rocs, { title: `${round.model}: honest vs each cheat (ROC)` }));
+        figures.push({ title: 'ROC: honest vs each cheat', path: 'roc.png' });
+      }
       writeFileSync(join(outDir, 'calibration.json'), JSON.stringify(result, null, 2) + '\n');
-      writeFileSync(join(outDir, 'report.md'), calibrationMarkdown(result, [{ title: 'Artifact distances to the reference', path: 'distances.png' }, { title: 'ROC: honest vs each cheat', path: 'roc.png' }]));
+      writeFileSync(join(outDir, 'report.md'), calibrationMarkdown(result, figures));
       if (o.writeCalibration) {
         const p = writeCalibration(
           { model: round.model, stat_test: { dist_threshold: result.stat_test.dist_threshold, p_mismatch: result.stat_test.p_mismatch, p_value_threshold: result.stat_test.p_value_threshold }, basis: result.stat_test.basis, nonces: nonces.length, created: result.environment.date as string, command },

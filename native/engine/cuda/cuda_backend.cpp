@@ -72,16 +72,17 @@ class DeviceBuffer {
   size_t bytes_ = 0;
 };
 
+// Makes the backend's device current on the calling thread (Node calls in from pool threads
+// other than the constructing one). It does not switch back afterwards: since CUDA 12
+// cudaSetDevice creates the device's primary context, so "restoring" a fresh thread's default
+// device 0 would put a context (hundreds of MiB) on a GPU this backend never uses.
 class DeviceGuard {
  public:
   explicit DeviceGuard(int device) {
-    DITPOC_CUDA_CHECK(cudaGetDevice(&prev_));
-    if (prev_ != device) DITPOC_CUDA_CHECK(cudaSetDevice(device));
+    int cur = -1;
+    DITPOC_CUDA_CHECK(cudaGetDevice(&cur));
+    if (cur != device) DITPOC_CUDA_CHECK(cudaSetDevice(device));
   }
-  ~DeviceGuard() { cudaSetDevice(prev_); }
-
- private:
-  int prev_ = 0;
 };
 
 // ---- weight layout ----
@@ -151,16 +152,6 @@ WeightLayout make_layout(const ModelConfig& cfg) {
       throw std::logic_error("cuda weight layout: no slot for " + s.name);
   }
   return l;
-}
-
-// SPEC §6 (μ, σ) per tensor kind (weights.cpp's init_params).
-void init_params(const ModelConfig& cfg, const TensorSpec& t, float* mu, float* sigma) {
-  switch (t.kind) {
-    case TensorKind::Weight: *mu = 0.0f; *sigma = static_cast<float>(1.0 / std::sqrt(static_cast<double>(t.fan_in()))); break;
-    case TensorKind::Modulation: *mu = 0.0f; *sigma = static_cast<float>(1.0 / std::sqrt(static_cast<double>(cfg.dim))); break;
-    case TensorKind::NormWeight: *mu = 1.0f; *sigma = 0.02f; break;
-    case TensorKind::Bias: *mu = 0.0f; *sigma = 0.02f; break;
-  }
 }
 
 struct DevLinear {
@@ -327,7 +318,13 @@ class Profiler {
   void collect() {
     for (auto& r : recs_) {
       float ms = 0;
-      if (cudaEventElapsedTime(&ms, r.a, r.b) == cudaSuccess) ms_[r.op] += ms;
+      // Wait for the interval (a forward that threw left it queued), and clear a failure from
+      // the runtime's last-error slot: the kernel launchers' cudaGetLastError() would
+      // otherwise report it at the next launch.
+      if (cudaEventSynchronize(r.b) == cudaSuccess && cudaEventElapsedTime(&ms, r.a, r.b) == cudaSuccess)
+        ms_[r.op] += ms;
+      else
+        cudaGetLastError();
       free_.push_back(r.a);
       free_.push_back(r.b);
     }
@@ -367,9 +364,16 @@ class Profiler {
 
 // ---- the backend ----
 
+// Where the backend takes its weights from: generated on the device (SPEC §6), streamed in
+// tensor by tensor, or (neither set) the host ModelWeights it is given.
+struct WeightSource {
+  const std::string* random_seed = nullptr;
+  const WeightStream* stream = nullptr;
+};
+
 class CudaBackendImpl final : public CudaBackend {
  public:
-  CudaBackendImpl(std::shared_ptr<const ModelWeights> w, int device, int threads, const std::string* random_seed)
+  CudaBackendImpl(std::shared_ptr<const ModelWeights> w, int device, int threads, const WeightSource& source)
       : CudaBackend(std::move(w)), device_(device), threads_(threads > 0 ? threads : 1) {
     const int count = cuda_device_count();
     if (count == 0) throw std::runtime_error("cuda backend: no CUDA device is visible (driver missing or no GPU)");
@@ -382,7 +386,7 @@ class CudaBackendImpl final : public CudaBackend {
       description_ = cuda_device_description(device_);
       prof_ = std::make_unique<Profiler>(stream_);
       for (auto& e : pace_) DITPOC_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
-      load_weights(random_seed);
+      load_weights(source);
       lt_ = std::make_unique<LtGemm>(stream_);
     } catch (...) {
       release();
@@ -417,13 +421,25 @@ class CudaBackendImpl final : public CudaBackend {
     ensure_capacity(grid, ctx_len, batch);
   }
 
-  void set_profiling(bool on) override { prof_->on = on; }
-  std::vector<std::pair<std::string, double>> profile_ms() const override { return prof_->totals(); }
-  void reset_profile() override { prof_->reset(); }
+  // Under the lock: the profiler's state is the running forward's, and reset() reads its events.
+  void set_profiling(bool on) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    prof_->on = on;
+  }
+  std::vector<std::pair<std::string, double>> profile_ms() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return prof_->totals();
+  }
+  void reset_profile() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    DeviceGuard guard(device_);
+    prof_->reset();
+  }
 
   double dense_gemm_tflops(int64_t n, int reps) override {
     std::lock_guard<std::mutex> lock(mu_);
     DeviceGuard guard(device_);
+    cudaGetLastError();  // a stale non-sticky error would fail its first kernel launch (see forward)
     return lt_->measure_dense_tflops(n, reps);
   }
 
@@ -441,7 +457,7 @@ class CudaBackendImpl final : public CudaBackend {
     if (stream_) cudaStreamDestroy(stream_), stream_ = nullptr;
   }
 
-  void load_weights(const std::string* random_seed);
+  void load_weights(const WeightSource& source);
   void ensure_capacity(const Grid& grid, int ctx_len, int batch);
   void prepare_tables(const BatchRequest& req);
   void run_block(const DevBlock& bl, float* x, int64_t G, const float* mod, const uint16_t* ctx, const float* hh,
@@ -470,7 +486,7 @@ class CudaBackendImpl final : public CudaBackend {
   std::array<cudaEvent_t, 2> pace_{};
   std::vector<DevExpert> experts_;
   double weights_seconds_ = 0;
-  std::mutex mu_;
+  mutable std::mutex mu_;
 
   DeviceBuffer act_;
   ActPlan plan_{};
@@ -479,7 +495,7 @@ class CudaBackendImpl final : public CudaBackend {
   std::vector<uint32_t> hh_seeds_;
 };
 
-void CudaBackendImpl::load_weights(const std::string* random_seed) {
+void CudaBackendImpl::load_weights(const WeightSource& source) {
   const ModelConfig& cfg = config();
   const WeightLayout layout = make_layout(cfg);
   const int64_t need = cuda_weight_bytes(cfg);
@@ -488,53 +504,90 @@ void CudaBackendImpl::load_weights(const std::string* random_seed) {
   if (static_cast<int64_t>(free_b) < need + (int64_t(256) << 20))
     throw std::runtime_error("cuda backend: the weights of " + cfg.id + " need " + gib(need) + " on device " +
                              std::to_string(device_) + ", which has " + gib(free_b) + " free of " + gib(total_b));
-  if (!random_seed) check_weights_complete(*weights_);
+  const bool host = !source.random_seed && !source.stream;
+  if (host) check_weights_complete(*weights_);
   // Generation is timed on the GPU (events); uploads, synchronous copies, by the host clock.
   const auto wall0 = std::chrono::steady_clock::now();
-  cudaEvent_t t0, t1;
+  struct Events {  // destroyed on every exit: an allocation or upload below may throw
+    cudaEvent_t t0 = nullptr, t1 = nullptr;
+    ~Events() {
+      if (t0) cudaEventDestroy(t0);
+      if (t1) cudaEventDestroy(t1);
+    }
+  } ev;
+  cudaEvent_t& t0 = ev.t0;
+  cudaEvent_t& t1 = ev.t1;
   DITPOC_CUDA_CHECK(cudaEventCreate(&t0));
   DITPOC_CUDA_CHECK(cudaEventCreate(&t1));
   DITPOC_CUDA_CHECK(cudaEventRecord(t0, stream_));
   const auto specs = tensor_specs(cfg);
-  std::vector<float> widened;
+  // Every expert's arenas first: a stream hands tensors out in file order, not expert by expert.
   for (int x = 0; x < cfg.num_experts(); ++x) {
     DevExpert ex;
     ex.bf16 = DeviceBuffer(layout.bf16_elems * sizeof(uint16_t));
     ex.f32 = DeviceBuffer(layout.f32_elems * sizeof(float));
-    auto* wb = reinterpret_cast<uint16_t*>(ex.bf16.get());
-    auto* wf = reinterpret_cast<float*>(ex.f32.get());
-    for (const auto& spec : specs) {
-      const Slot& slot = layout.slots.at(spec.name);
-      if (random_seed) {
-        float mu = 0.0f, sigma = 1.0f;
-        init_params(cfg, spec, &mu, &sigma);
-        const uint32_t seed = seed32(*random_seed + "_" + cfg.experts[x] + "_" + spec.name);
-        if (slot.f32) cuda::fill_normal_bf16_as_f32(seed, slot.numel, mu, sigma, wf + slot.offset, stream_);
-        else cuda::fill_normal_bf16(seed, slot.numel, mu, sigma, wb + slot.offset, stream_);
-      } else {
-        const Tensor& t = weights_->experts[x].at(spec.name);
-        if (slot.f32) {
-          widened.resize(t.data.size());
-          for (size_t i = 0; i < widened.size(); ++i) widened[i] = bf16_to_f32(t.data[i]);
-          DITPOC_CUDA_CHECK(cudaMemcpy(wf + slot.offset, widened.data(), widened.size() * sizeof(float),
-                                       cudaMemcpyHostToDevice));
-        } else {
-          DITPOC_CUDA_CHECK(cudaMemcpy(wb + slot.offset, t.data.data(), t.data.size() * sizeof(uint16_t),
-                                       cudaMemcpyHostToDevice));
-        }
-      }
-    }
     bind_expert(cfg, layout, ex);
     experts_.push_back(std::move(ex));
+  }
+  auto bf16_arena = [&](int x) { return reinterpret_cast<uint16_t*>(experts_[x].bf16.get()); };
+  auto f32_arena = [&](int x) { return reinterpret_cast<float*>(experts_[x].f32.get()); };
+
+  if (source.random_seed) {
+    for (int x = 0; x < cfg.num_experts(); ++x)
+      for (const auto& spec : specs) {
+        const Slot& slot = layout.slots.at(spec.name);
+        float mu = 0.0f, sigma = 1.0f;
+        init_params(cfg, spec, &mu, &sigma);
+        const uint32_t seed = seed32(*source.random_seed + "_" + cfg.experts[x] + "_" + spec.name);
+        if (slot.f32) cuda::fill_normal_bf16_as_f32(seed, slot.numel, mu, sigma, f32_arena(x) + slot.offset, stream_);
+        else cuda::fill_normal_bf16(seed, slot.numel, mu, sigma, bf16_arena(x) + slot.offset, stream_);
+      }
+  } else {
+    // Each (expert, tensor) exactly once, with its spec's size: a stream is checked like host weights.
+    std::map<std::string, size_t> index;
+    for (size_t i = 0; i < specs.size(); ++i) index.emplace(specs[i].name, i);
+    std::vector<char> uploaded(specs.size() * static_cast<size_t>(cfg.num_experts()), 0);
+    std::vector<float> widened;
+    auto upload = [&](int x, const std::string& key, const Tensor& t) {
+      const auto it = index.find(key);
+      if (x < 0 || x >= cfg.num_experts() || it == index.end())
+        throw std::invalid_argument("cuda backend: weights stream sent an unknown tensor '" + key + "' (expert " +
+                                    std::to_string(x) + ")");
+      const Slot& slot = layout.slots.at(key);
+      if (static_cast<int64_t>(t.data.size()) != slot.numel || t.numel() != slot.numel)
+        throw std::invalid_argument("cuda backend: tensor " + key + " of " + cfg.experts[x] + " has " +
+                                    std::to_string(t.data.size()) + " elements, expected " + std::to_string(slot.numel));
+      char& done = uploaded[static_cast<size_t>(x) * specs.size() + it->second];
+      if (done) throw std::invalid_argument("cuda backend: tensor " + key + " of " + cfg.experts[x] + " sent twice");
+      done = 1;
+      if (slot.f32) {
+        widened.resize(t.data.size());
+        for (size_t i = 0; i < widened.size(); ++i) widened[i] = bf16_to_f32(t.data[i]);
+        DITPOC_CUDA_CHECK(cudaMemcpy(f32_arena(x) + slot.offset, widened.data(), widened.size() * sizeof(float),
+                                     cudaMemcpyHostToDevice));
+      } else {
+        DITPOC_CUDA_CHECK(cudaMemcpy(bf16_arena(x) + slot.offset, t.data.data(), t.data.size() * sizeof(uint16_t),
+                                     cudaMemcpyHostToDevice));
+      }
+    };
+    if (source.stream) {
+      (*source.stream)([&](int x, const std::string& key, Tensor& t) { upload(x, key, t); });
+    } else {
+      for (int x = 0; x < cfg.num_experts(); ++x)
+        for (const auto& spec : specs) upload(x, spec.name, weights_->experts[x].at(spec.name));
+    }
+    for (size_t i = 0; i < uploaded.size(); ++i)
+      if (!uploaded[i])
+        throw std::invalid_argument("cuda backend: the weights stream ended without tensor " +
+                                    specs[i % specs.size()].name + " of " + cfg.experts[i / specs.size()]);
   }
   DITPOC_CUDA_CHECK(cudaEventRecord(t1, stream_));
   DITPOC_CUDA_CHECK(cudaEventSynchronize(t1));
   float ms = 0;
   DITPOC_CUDA_CHECK(cudaEventElapsedTime(&ms, t0, t1));
-  weights_seconds_ = random_seed ? ms * 1e-3
-                                 : std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
-  cudaEventDestroy(t0);
-  cudaEventDestroy(t1);
+  weights_seconds_ = source.random_seed
+                         ? ms * 1e-3
+                         : std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
 }
 
 void CudaBackendImpl::ensure_capacity(const Grid& grid, int ctx_len, int batch) {
@@ -547,15 +600,18 @@ void CudaBackendImpl::ensure_capacity(const Grid& grid, int ctx_len, int batch) 
   const size_t held = act_.bytes();
   size_t free_b = 0, total_b = 0;
   DITPOC_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
-  if (p.total > free_b + held) {
-    const int fits = max_batch_for_free_memory(cfg, grid, ctx_len, static_cast<int64_t>(free_b + held), 0);
+  // Keep max_batch()'s slack: activations taking the last free byte would make the first launch
+  // of a lazily loaded kernel (or context growth) fail with out-of-memory halfway through a forward.
+  const int64_t slack = int64_t(256) << 20;
+  if (static_cast<int64_t>(p.total) + slack > static_cast<int64_t>(free_b + held)) {
+    const int fits = max_batch_for_free_memory(cfg, grid, ctx_len, static_cast<int64_t>(free_b + held), slack);
     throw std::runtime_error("cuda backend: a batch of " + std::to_string(batch) + " nonces of " + cfg.id +
                              " at grid [" + std::to_string(grid.frames) + "," + std::to_string(grid.height) + "," +
                              std::to_string(grid.width) + "], ctx_len " + std::to_string(ctx_len) + " needs " +
                              gib(static_cast<int64_t>(p.total)) + " of activations; device " +
                              std::to_string(device_) + " has " + gib(static_cast<int64_t>(free_b + held)) +
-                             " available (weights hold " + gib(cuda_weight_bytes(cfg)) +
-                             "); the largest batch that fits is " + std::to_string(fits));
+                             " available (" + gib(slack) + " of it kept free; weights hold " +
+                             gib(cuda_weight_bytes(cfg)) + "); the largest batch that fits is " + std::to_string(fits));
   }
   act_ = DeviceBuffer();  // free first: the new plan may need the old one's memory
   act_ = DeviceBuffer(p.total);
@@ -695,6 +751,9 @@ void CudaBackendImpl::forward(const BatchRequest& req, float* out, const std::at
   if (B == 0) return;
   std::lock_guard<std::mutex> lock(mu_);
   DeviceGuard guard(device_);
+  // Drop a non-sticky error an earlier call on this thread already threw for (a refused
+  // cudaMalloc, say): the kernel launchers' cudaGetLastError() would report it again here.
+  cudaGetLastError();
   ensure_capacity(req.grid, req.ctx_len, static_cast<int>(B));
   prepare_tables(req);
 
@@ -918,9 +977,14 @@ int max_batch_for_free_memory(const ModelConfig& cfg, const Grid& grid, int ctx_
                               int64_t reserve_bytes) {
   const int64_t budget = free_bytes - reserve_bytes;
   auto fits = [&](int b) { return cuda_activation_bytes(cfg, grid, ctx_len, b) <= budget; };
-  if (!fits(1)) return 0;
+  // Launch limits of the kernels a forward runs: attention and fp8 quantisation take at most
+  // 65535 nonces (a grid dimension), linear_f32 (the head) at most 4194240 rows of B·L tokens.
+  const int64_t tokens = grid.tokens();
+  const int cap = static_cast<int>(std::min<int64_t>(65535, tokens > 0 ? 4194240 / tokens : 0));
+  if (cap < 1 || !fits(1)) return 0;
   int lo = 1, hi = 2;
-  while (hi < (1 << 20) && fits(hi)) lo = hi, hi *= 2;
+  while (hi <= cap && fits(hi)) lo = hi, hi *= 2;
+  hi = std::min(hi, cap + 1);  // lo fits; hi does not, or is past the cap
   while (hi - lo > 1) {
     const int mid = lo + (hi - lo) / 2;
     (fits(mid) ? lo : hi) = mid;
@@ -930,7 +994,7 @@ int max_batch_for_free_memory(const ModelConfig& cfg, const Grid& grid, int ctx_
 
 std::unique_ptr<CudaBackend> make_cuda_backend(std::shared_ptr<const ModelWeights> weights, int device, int threads) {
   if (!weights || !weights->config) throw std::invalid_argument("make_cuda_backend: no weights");
-  return std::make_unique<CudaBackendImpl>(std::move(weights), device, threads, nullptr);
+  return std::make_unique<CudaBackendImpl>(std::move(weights), device, threads, WeightSource{});
 }
 
 std::unique_ptr<CudaBackend> make_cuda_backend_random(const ModelConfig& cfg, const std::string& weights_seed,
@@ -938,7 +1002,20 @@ std::unique_ptr<CudaBackend> make_cuda_backend_random(const ModelConfig& cfg, co
   auto shell = std::make_shared<ModelWeights>();
   shell->config = &cfg;
   shell->identity = "random:" + weights_seed;
-  return std::make_unique<CudaBackendImpl>(std::move(shell), device, threads, &weights_seed);
+  WeightSource source;
+  source.random_seed = &weights_seed;
+  return std::make_unique<CudaBackendImpl>(std::move(shell), device, threads, source);
+}
+
+std::unique_ptr<CudaBackend> make_cuda_backend_streamed(const ModelConfig& cfg, const std::string& identity,
+                                                        const WeightStream& stream, int device, int threads) {
+  if (!stream) throw std::invalid_argument("make_cuda_backend_streamed: no weights stream");
+  auto shell = std::make_shared<ModelWeights>();
+  shell->config = &cfg;
+  shell->identity = identity;
+  WeightSource source;
+  source.stream = &stream;
+  return std::make_unique<CudaBackendImpl>(std::move(shell), device, threads, source);
 }
 
 }  // namespace ditpoc

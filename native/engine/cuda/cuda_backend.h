@@ -17,6 +17,7 @@
 // has the CUDA backend (DITPOC_HAVE_CUDA_BACKEND), and calls it only when it has.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -37,7 +38,7 @@ int64_t cuda_weight_bytes(const ModelConfig& cfg);
 // Device bytes of the activations of one forward of `batch` nonces.
 int64_t cuda_activation_bytes(const ModelConfig& cfg, const Grid& grid, int ctx_len, int batch);
 // Largest batch whose activations fit in `free_bytes` less `reserve_bytes` (cuBLASLt
-// workspace, CUDA context slack); 0 when not even one nonce fits.
+// workspace, CUDA context slack) and that the kernels can launch; 0 when not even one nonce fits.
 int max_batch_for_free_memory(const ModelConfig& cfg, const Grid& grid, int ctx_len, int64_t free_bytes,
                               int64_t reserve_bytes = int64_t(256) << 20);
 
@@ -75,5 +76,16 @@ std::unique_ptr<CudaBackend> make_cuda_backend(std::shared_ptr<const ModelWeight
 // (experts is empty; identity is "random:<seed>").
 std::unique_ptr<CudaBackend> make_cuda_backend_random(const ModelConfig& cfg, const std::string& weights_seed,
                                                       int device, int threads);
+
+// Weights that stream in tensor by tensor (stream_checkpoint, stream_random_weights): called
+// once, with a sink that uploads each tensor as it arrives.
+using WeightStream = std::function<void(const TensorSink& upload)>;
+// A backend whose weights are uploaded as `stream` hands them out, so host memory holds what
+// the stream holds (a batch of tensors), never the model: how checkpoints reach the GPU, shard by
+// shard. Every (expert, tensor) must come exactly once with its spec's shape, else
+// std::invalid_argument; the stream's own exceptions propagate. weights() has no host tensors;
+// its identity is `identity`.
+std::unique_ptr<CudaBackend> make_cuda_backend_streamed(const ModelConfig& cfg, const std::string& identity,
+                                                        const WeightStream& stream, int device, int threads);
 
 }  // namespace ditpoc

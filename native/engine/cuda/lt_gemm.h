@@ -41,8 +41,9 @@ class LtGemm {
   // Whether the fused form has an algorithm (else run() needs scratch).
   bool fused_supported(int64_t M, int64_t N, int64_t K, Out out, Epilogue ep);
 
-  // Dense bf16 GEMM rate of this device (n×n×n, bf16 in/out, fp32 accumulate, no epilogue),
-  // in TFLOP/s: best of `reps` timed runs after a warm-up; allocates its operands temporarily.
+  // Dense bf16 GEMM rate of this device (n×n×n, bf16 in, fp32 accumulate, zero fp32 bias,
+  // bf16 out, or fp32 out where cuBLASLt cannot fuse that bias with a bf16 one), in TFLOP/s:
+  // best of `reps` timed runs after a warm-up; allocates its operands temporarily.
   double measure_dense_tflops(int64_t n = 8192, int reps = 10);
 
   size_t workspace_bytes() const;
