@@ -196,7 +196,7 @@ class Model : public Napi::ObjectWrap<Model> {
     const int64_t x = to_count(info[0], "expert", be->config().num_experts() - 1);
     if (!info[1].IsString()) throw Napi::TypeError::New(env, "tensor name must be a string");
     if (be->weights().experts.empty())
-      throw Napi::Error::New(env, "tensor(): this model's weights live only on the GPU (generated there)");
+      throw Napi::Error::New(env, "tensor(): this model's weights live only on the GPU (generated or streamed there)");
     const Tensor& t = be->weights().experts[x].at(info[1].As<Napi::String>().Utf8Value());
     auto a = Napi::Float32Array::New(env, t.data.size());
     for (size_t i = 0; i < t.data.size(); ++i) a[i] = bf16_to_f32(t.data[i]);
