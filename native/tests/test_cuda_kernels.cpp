@@ -452,16 +452,22 @@ void compare_forward(const char* what, Backend& gpu, Backend& cpu, const BatchRe
   std::printf("\n");
 }
 
+// The GPU's bf16 forward against the CPU's bf16-flash (same numerics) and bf16 (the CPU keeps
+// P in fp32). Leaves req at Bf16.
+void compare_bf16_modes(const std::string& what, Backend& gpu, Backend& cpu, BatchRequest& req) {
+  req.precision = Precision::Bf16Flash;
+  compare_forward((what + " bf16-flash").c_str(), gpu, cpu, req, 1e-2);
+  req.precision = Precision::Bf16;
+  compare_forward((what + " bf16 (cpu P fp32)").c_str(), gpu, cpu, req, 1e-2);
+}
+
 void test_forward(ThreadPool& pool) {
   const ModelConfig& cfg = find_model("wan-tiny");
   auto w = std::make_shared<ModelWeights>(random_weights(cfg, "cuda-test", pool));
   auto cpu_b = make_cpu_backend(w, 0);
   auto gpu_b = make_cuda_backend(w, 0, 0);
   BatchRequest req = make_request(cfg, {2, 4, 4}, 16, 5, 99);
-  req.precision = Precision::Bf16Flash;
-  compare_forward("wan-tiny bf16-flash", *gpu_b, *cpu_b, req, 1e-2);
-  req.precision = Precision::Bf16;
-  compare_forward("wan-tiny bf16 (cpu P fp32)", *gpu_b, *cpu_b, req, 1e-2);
+  compare_bf16_modes("wan-tiny", *gpu_b, *cpu_b, req);
   req.precision = Precision::Fp8Attention;
   compare_forward("wan-tiny fp8-attention", *gpu_b, *cpu_b, req, 3e-2);
   req.precision = Precision::Bf16;
@@ -558,10 +564,7 @@ void test_forward(ThreadPool& pool) {
     auto cpu13 = make_cpu_backend(w13, 0);
     auto gpu13 = make_cuda_backend(w13, 0, 0);
     BatchRequest r13 = make_request(c13, {2, 8, 8}, 512, 4, 3);
-    r13.precision = Precision::Bf16Flash;
-    compare_forward("wan2.1-t2v-1.3b [2,8,8] bf16-flash", *gpu13, *cpu13, r13, 1e-2);
-    r13.precision = Precision::Bf16;
-    compare_forward("wan2.1-t2v-1.3b [2,8,8] bf16", *gpu13, *cpu13, r13, 1e-2);
+    compare_bf16_modes("wan2.1-t2v-1.3b [2,8,8]", *gpu13, *cpu13, r13);
   }
 }
 

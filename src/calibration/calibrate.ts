@@ -45,8 +45,9 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrationRun> {
     for (const [i, v] of o.variants.entries()) {
       o.onVariant?.(v.name, i, o.variants.length);
       const transform = v.deviations?.weightTransform;
-      const own = transform || v.threads || v.backend === 'cuda'
-        ? await openModel({ ...round, backend: v.backend ?? round.backend }, v.threads ?? o.threads, undefined, transform)
+      const backend = v.backend ?? round.backend;
+      const own = transform || v.threads || backend !== round.backend
+        ? await openModel({ ...round, backend }, v.threads ?? o.threads, undefined, transform)
         : reference;
       try {
         const arts = await artifactsOf(own, round, v, nonces, v.batch ?? o.batch);
