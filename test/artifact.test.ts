@@ -12,7 +12,7 @@ import {
 } from '../src/artifact/artifact.js';
 
 const golden = JSON.parse(
-  readFileSync(path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../shared/conformance/rng.json'), 'utf8'),
+  readFileSync(path.resolve(path.dirname(fileURLToPath(import.meta.url)), 'fixtures/conformance/rng.json'), 'utf8'),
 );
 
 const b64OfHalves = (halves: number[]): string => {

@@ -11,7 +11,7 @@ import {
 import { mm, normal, normalStrong, seed32, sha256Words, unit } from '../src/seeds/rng.js';
 
 const golden = JSON.parse(
-  readFileSync(path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../shared/conformance/rng.json'), 'utf8'),
+  readFileSync(path.resolve(path.dirname(fileURLToPath(import.meta.url)), 'fixtures/conformance/rng.json'), 'utf8'),
 );
 const { block_hash: BLOCK, public_key: KEY } = golden.pick[0];
 const round = { blockHash: BLOCK, publicKey: KEY, numLayers: 40, strongerRng: false };

@@ -17,7 +17,7 @@ import {
 } from '../src/seeds/rng.js';
 
 const golden = JSON.parse(
-  readFileSync(path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../shared/conformance/rng.json'), 'utf8'),
+  readFileSync(path.resolve(path.dirname(fileURLToPath(import.meta.url)), 'fixtures/conformance/rng.json'), 'utf8'),
 );
 const REL = 1e-5;
 

@@ -34,7 +34,7 @@ interface GoldenCase {
 }
 
 const golden = JSON.parse(
-  readFileSync(path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../shared/conformance/smst.json'), 'utf8'),
+  readFileSync(path.resolve(path.dirname(fileURLToPath(import.meta.url)), 'fixtures/conformance/smst.json'), 'utf8'),
 ) as { cases: GoldenCase[]; empty_root_hex_depth24: string };
 
 const b64 = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'base64'));

@@ -10,7 +10,7 @@ export const PUBLIC_KEY = '02a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293
 export const TINY_GRID: [number, number, number] = [2, 4, 4];
 export const TINY_CTX = 16;
 
-export const conformanceDir = resolve(dirname(fileURLToPath(import.meta.url)), '../../../shared/conformance');
+export const conformanceDir = resolve(dirname(fileURLToPath(import.meta.url)), '../fixtures/conformance');
 
 export function loadTiny(threads = 2, weightsSeed = 'test-weights'): Promise<NativeModel> {
   return addon().loadModel({ model: 'wan-tiny', weights: 'random', weightsSeed, threads });
