@@ -50,8 +50,18 @@ export function readCalibration(model: string, root?: string): CalibrationFile |
 export function writeCalibration(file: CalibrationFile, root?: string): string {
   const p = calibrationPath(file.model, root);
   mkdirSync(dirname(p), { recursive: true });
+  // The same file holds the inference thresholds (calibrate --inference): keep them.
+  let kept: Record<string, unknown> = {};
+  if (existsSync(p)) {
+    try {
+      const old = JSON.parse(readFileSync(p, 'utf8')) as Record<string, unknown>;
+      if (old.inference !== undefined) kept = { inference: old.inference };
+    } catch {
+      // an unreadable old file is replaced whole
+    }
+  }
   // Number arrays (the cheats' percentiles) on one line each, to keep the file readable.
-  const text = JSON.stringify(file, null, 2).replace(/\[\s*(-?[\d.e+-]+(?:,\s*-?[\d.e+-]+)*)\s*\]/g, (_m, inner: string) => `[${inner.split(/,\s*/).join(', ')}]`);
+  const text = JSON.stringify({ ...file, ...kept }, null, 2).replace(/\[\s*(-?[\d.e+-]+(?:,\s*-?[\d.e+-]+)*)\s*\]/g, (_m, inner: string) => `[${inner.split(/,\s*/).join(', ')}]`);
   writeFileSync(p, text + '\n');
   return p;
 }
