@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "cancel.h"
 #include "weights.h"
 
 namespace ditpoc {
@@ -53,11 +54,6 @@ struct BatchRequest {
   // Deviation for calibration and cheat tests: 1 = the layer's block is skipped (its
   // reflection still applies). Empty = none skipped, as the protocol requires.
   std::vector<uint8_t> skip_layers;
-};
-
-// Thrown when a cancel flag stops a forward between layers.
-struct Cancelled : std::runtime_error {
-  Cancelled() : std::runtime_error("forward cancelled") {}
 };
 
 class Backend {
