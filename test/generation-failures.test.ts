@@ -11,6 +11,7 @@ import { makeRound, modelInfo, type RoundParams } from '../src/round/params.js';
 import { DeviceWorker } from '../src/server/devices.js';
 import { GenerationSession, MAX_CONSECUTIVE_FAILURES } from '../src/server/generation.js';
 import { ServerMetrics } from '../src/server/metrics.js';
+import { ServedNames } from '../src/server/model-names.js';
 import { PocService } from '../src/server/service.js';
 import type { Spool } from '../src/server/spool.js';
 import { runSprint } from '../src/sprint/sprint-runner.js';
@@ -103,7 +104,7 @@ function service(model: NativeModel): { svc: PocService; metrics: ServerMetrics 
   const device = fakeDevice(model);
   const metrics = new ServerMetrics({ spoolDepth: () => fakeSpool.depth, jobQueue: () => ({ jobs: 0, nonces: 0 }), generating: () => false, devices: [device], model: 'wan-tiny' });
   const svc = new PocService({
-    deployed: { model: 'wan-tiny', weights: 'random', strongerRng: false, precision: 'bf16' },
+    deployed: { model: 'wan-tiny', names: new ServedNames('wan-tiny', []), weights: 'random', strongerRng: false, precision: 'bf16' },
     devices: [device], spool: fakeSpool, metrics, log: pino({ level: 'silent' }), defaultBatchSize: 2,
     jobs: { maxQueuedNonces: 1000, resultTtlMs: 1000, maxStoredArtifacts: 1000, maxJobs: 10 },
     memoryBudgetBytes: 2 ** 30,

@@ -2,7 +2,11 @@
 // at a layer sharing one GEMM per projection.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <memory>
+#include <mutex>
 
 #include "../backend.h"
 #include "../bf16.h"
@@ -84,10 +88,44 @@ Expert prepare_expert(const ModelConfig& cfg, const ExpertWeights& ew, ThreadPoo
   return x;
 }
 
-// Per nonce and expert used: the time embedding e [D], its projection e0 [6, D] and the
-// embedded text context [ctx_len, D].
+// Per nonce and expert used: the time embedding e [D] and its projection e0 [6, D]. The
+// embedded text context lives in the workspace (Workspace::ctx).
 struct Conditioning {
-  std::vector<float> e, e0, ctx;
+  std::vector<float> e, e0;
+};
+
+// A grow-only float buffer, 64-byte aligned. Its contents are left uninitialised: every user
+// overwrites what it later reads, so nothing is zeroed per layer or per forward.
+class Buffer {
+ public:
+  float* get(size_t n) {
+    if (n > cap_) {
+      const size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
+      float* p = static_cast<float*>(std::aligned_alloc(64, bytes));
+      if (!p) throw std::bad_alloc();
+      mem_.reset(p);
+      cap_ = bytes / sizeof(float);
+    }
+    return mem_.get();
+  }
+
+ private:
+  struct Free {
+    void operator()(float* p) const { std::free(p); }
+  };
+  std::unique_ptr<float[], Free> mem_;
+  size_t cap_ = 0;
+};
+
+// The backend's activations, sized by the largest batch seen so far and reused by every layer
+// and every forward (allocating and zeroing them per layer cost more than the small GEMMs).
+struct Workspace {
+  Buffer h, q, k, v, a, o, f;        // a block's activations, [G·L, D] (f: [G·L, F])
+  Buffer ck, cv, ctx_members;        // cross-attention keys/values and a gathered context
+  Buffer mod;                        // per-nonce modulation rows [G, 6, D]
+  Buffer xs, patches, latent, gathered;
+  Buffer text_in, text_hidden;       // one nonce's text features and hidden layer
+  std::vector<Buffer> ctx;           // per expert: every nonce's embedded context [B, ctx_len, D]
 };
 
 class CpuBackend final : public Backend {
@@ -111,8 +149,10 @@ class CpuBackend final : public Backend {
   void gemm(const float* a, int64_t m, const Linear& l, float* c, bool round) {
     cpu::gemm(a, l.w.k(), m, l.w, l.b.data(), c, l.w.n(), round, pool_);
   }
+  // One block for G nonces: x [G·L, D] in place; ctx [G·ctx_len, D] their embedded contexts.
   void run_block(const Block& bl, float* x, const std::vector<const Conditioning*>& cond,
-                 int64_t L, int ctx_len, const cpu::RopeTable& rope, Precision precision);
+                 const float* ctx, int64_t L, int ctx_len, const cpu::RopeTable& rope,
+                 Precision precision);
   // Attention-input rounding of a precision mode, per nonce (`groups` of `group_size`).
   void round_attention_inputs(float* x, int64_t groups, int64_t group_size, Precision precision) {
     if (precision == Precision::Fp32) return;
@@ -122,10 +162,13 @@ class CpuBackend final : public Backend {
 
   ThreadPool pool_;
   std::vector<Expert> experts_;
+  Workspace ws_;
+  std::mutex forward_mu_;  // forwards share the workspace: one at a time
 };
 
 void CpuBackend::run_block(const Block& bl, float* x, const std::vector<const Conditioning*>& cond,
-                           int64_t L, int ctx_len, const cpu::RopeTable& rope, Precision precision) {
+                           const float* ctx, int64_t L, int ctx_len, const cpu::RopeTable& rope,
+                           Precision precision) {
   const bool round = precision != Precision::Fp32;
   const bool round_p = precision == Precision::Bf16Flash;
   const ModelConfig& cfg = config();
@@ -134,50 +177,51 @@ void CpuBackend::run_block(const Block& bl, float* x, const std::vector<const Co
   const double eps = cfg.eps;
 
   // Modulation rows per nonce: m = modulation + e0 (fp32), six vectors of D.
-  std::vector<float> mod(static_cast<size_t>(G) * 6 * D);
+  float* mod = ws_.mod.get(static_cast<size_t>(G) * 6 * D);
   for (int64_t g = 0; g < G; ++g)
     for (int64_t i = 0; i < 6 * D; ++i) mod[g * 6 * D + i] = bl.modulation[i] + cond[g]->e0[i];
-  auto mrow = [&](int k) { return mod.data() + static_cast<int64_t>(k) * D; };
+  auto mrow = [&](int k) { return mod + static_cast<int64_t>(k) * D; };
   const int64_t mstride = 6 * D;
 
-  std::vector<float> h(M * D), q(M * D), k(M * D), v(M * D), a(M * D), o(M * D);
+  const size_t md = static_cast<size_t>(M) * D;
+  float *h = ws_.h.get(md), *q = ws_.q.get(md), *k = ws_.k.get(md), *v = ws_.v.get(md),
+        *a = ws_.a.get(md), *o = ws_.o.get(md);
   // Self-attention.
-  cpu::layernorm_modulate(x, M, D, eps, mrow(0), mrow(1), mstride, L, h.data(), pool_);
-  gemm(h.data(), M, bl.sq, q.data(), round);
-  gemm(h.data(), M, bl.sk, k.data(), round);
-  gemm(h.data(), M, bl.sv, v.data(), round);
-  cpu::rmsnorm_inplace(q.data(), M, D, eps, bl.s_norm_q.data(), pool_);
-  cpu::rmsnorm_inplace(k.data(), M, D, eps, bl.s_norm_k.data(), pool_);
-  cpu::rope_inplace(q.data(), M, H, hd, rope, pool_);
-  cpu::rope_inplace(k.data(), M, H, hd, rope, pool_);
-  for (auto* t : {&q, &k, &v}) round_attention_inputs(t->data(), G, L * D, precision);
-  cpu::attention(q.data(), k.data(), v.data(), G, L, L, H, hd, a.data(), pool_, round_p);
-  gemm(a.data(), M, bl.so, o.data(), round);
-  cpu::residual_add(x, o.data(), mrow(2), mstride, M, D, L, pool_);
+  cpu::layernorm_modulate(x, M, D, eps, mrow(0), mrow(1), mstride, L, h, pool_);
+  gemm(h, M, bl.sq, q, round);
+  gemm(h, M, bl.sk, k, round);
+  gemm(h, M, bl.sv, v, round);
+  cpu::rmsnorm_inplace(q, M, D, eps, bl.s_norm_q.data(), pool_);
+  cpu::rmsnorm_inplace(k, M, D, eps, bl.s_norm_k.data(), pool_);
+  cpu::rope_inplace(q, M, H, hd, rope, pool_);
+  cpu::rope_inplace(k, M, H, hd, rope, pool_);
+  for (float* t : {q, k, v}) round_attention_inputs(t, G, L * D, precision);
+  cpu::attention(q, k, v, G, L, L, H, hd, a, pool_, round_p);
+  gemm(a, M, bl.so, o, round);
+  cpu::residual_add(x, o, mrow(2), mstride, M, D, L, pool_);
 
   // Cross-attention to the nonce's own text context (no RoPE, no gate).
-  cpu::layernorm_affine(x, M, D, eps, bl.norm3_w.data(), bl.norm3_b.data(), h.data(), pool_);
-  gemm(h.data(), M, bl.cq, q.data(), round);
-  cpu::rmsnorm_inplace(q.data(), M, D, eps, bl.c_norm_q.data(), pool_);
-  std::vector<float> ctx(Mc * D), ck(Mc * D), cv(Mc * D);
-  for (int64_t g = 0; g < G; ++g)
-    std::memcpy(ctx.data() + g * ctx_len * D, cond[g]->ctx.data(), sizeof(float) * ctx_len * D);
-  gemm(ctx.data(), Mc, bl.ck, ck.data(), round);
-  gemm(ctx.data(), Mc, bl.cv, cv.data(), round);
-  cpu::rmsnorm_inplace(ck.data(), Mc, D, eps, bl.c_norm_k.data(), pool_);
-  round_attention_inputs(q.data(), G, L * D, precision);
-  for (auto* t : {&ck, &cv}) round_attention_inputs(t->data(), G, static_cast<int64_t>(ctx_len) * D, precision);
-  cpu::attention(q.data(), ck.data(), cv.data(), G, L, ctx_len, H, hd, a.data(), pool_, round_p);
-  gemm(a.data(), M, bl.co, o.data(), round);
-  cpu::residual_add(x, o.data(), nullptr, 0, M, D, L, pool_);
+  cpu::layernorm_affine(x, M, D, eps, bl.norm3_w.data(), bl.norm3_b.data(), h, pool_);
+  gemm(h, M, bl.cq, q, round);
+  cpu::rmsnorm_inplace(q, M, D, eps, bl.c_norm_q.data(), pool_);
+  const size_t mcd = static_cast<size_t>(Mc) * D;
+  float *ck = ws_.ck.get(mcd), *cv = ws_.cv.get(mcd);
+  gemm(ctx, Mc, bl.ck, ck, round);
+  gemm(ctx, Mc, bl.cv, cv, round);
+  cpu::rmsnorm_inplace(ck, Mc, D, eps, bl.c_norm_k.data(), pool_);
+  round_attention_inputs(q, G, L * D, precision);
+  for (float* t : {ck, cv}) round_attention_inputs(t, G, static_cast<int64_t>(ctx_len) * D, precision);
+  cpu::attention(q, ck, cv, G, L, ctx_len, H, hd, a, pool_, round_p);
+  gemm(a, M, bl.co, o, round);
+  cpu::residual_add(x, o, nullptr, 0, M, D, L, pool_);
 
   // Feed-forward.
-  cpu::layernorm_modulate(x, M, D, eps, mrow(3), mrow(4), mstride, L, h.data(), pool_);
-  std::vector<float> f(M * F);
-  gemm(h.data(), M, bl.ffn0, f.data(), round);
-  cpu::gelu_tanh_inplace(f.data(), M * F, pool_);
-  gemm(f.data(), M, bl.ffn2, o.data(), round);
-  cpu::residual_add(x, o.data(), mrow(5), mstride, M, D, L, pool_);
+  cpu::layernorm_modulate(x, M, D, eps, mrow(3), mrow(4), mstride, L, h, pool_);
+  float* f = ws_.f.get(static_cast<size_t>(M) * F);
+  gemm(h, M, bl.ffn0, f, round);
+  cpu::gelu_tanh_inplace(f, M * F, pool_);
+  gemm(f, M, bl.ffn2, o, round);
+  cpu::residual_add(x, o, mrow(5), mstride, M, D, L, pool_);
 }
 
 void CpuBackend::forward(const BatchRequest& req, float* out, const std::atomic<bool>* cancel) {
@@ -185,9 +229,11 @@ void CpuBackend::forward(const BatchRequest& req, float* out, const std::atomic<
   validate_request(cfg, req);
   const int64_t B = static_cast<int64_t>(req.nonces.size());
   if (B == 0) return;
+  std::lock_guard<std::mutex> lock(forward_mu_);
   const int D = cfg.dim;
   const int64_t L = req.grid.tokens();
   const int Lc = req.ctx_len;
+  const int64_t ctx_rows = static_cast<int64_t>(Lc) * D;  // one nonce's embedded context
   const bool round = req.precision != Precision::Fp32;
   const int64_t latent_size = static_cast<int64_t>(cfg.in_channels) * req.grid.frames *
                               (cfg.patch[1] * req.grid.height) * (cfg.patch[2] * req.grid.width);
@@ -196,11 +242,11 @@ void CpuBackend::forward(const BatchRequest& req, float* out, const std::atomic<
   };
   // The pool's loops (GEMMs, attention, norms) check the flag too, between pieces of ~20 ms.
   ThreadPool::CancelScope cancel_scope(cancel);
+  if (ws_.ctx.size() < static_cast<size_t>(cfg.num_experts())) ws_.ctx.resize(cfg.num_experts());
 
-  // Steps 1–5: inputs and per-expert conditioning for each nonce.
+  // Steps 1–5: inputs and per-expert conditioning for each nonce. Each nonce's embedded
+  // context for expert x goes to row block b of ws_.ctx[x], once per forward.
   std::vector<std::vector<Conditioning>> cond(B, std::vector<Conditioning>(cfg.num_experts()));
-  std::vector<std::vector<float>> latents(B);
-  std::vector<float> context;
   for (int x = 0; x < cfg.num_experts(); ++x) {
     std::vector<int64_t> users;
     for (int64_t b = 0; b < B; ++b)
@@ -220,7 +266,9 @@ void CpuBackend::forward(const BatchRequest& req, float* out, const std::atomic<
     cpu::silu_inplace(e_silu.data(), G * D, pool_);
     gemm(e_silu.data(), G, ex.time_proj, e0.data(), false);
     // Text embedding (bf16 GEMM inputs), one nonce at a time to bound memory.
-    std::vector<float> c(static_cast<size_t>(Lc) * cfg.text_dim), c1(static_cast<size_t>(Lc) * D);
+    float* ctx_x = ws_.ctx[x].get(static_cast<size_t>(B * ctx_rows));
+    float* c = ws_.text_in.get(static_cast<size_t>(Lc) * cfg.text_dim);
+    float* c1 = ws_.text_hidden.get(static_cast<size_t>(ctx_rows));
     for (int64_t g = 0; g < G; ++g) {
       const NonceInput& n = req.nonces[users[g]];
       Conditioning& cd = cond[users[g]][x];
@@ -228,13 +276,12 @@ void CpuBackend::forward(const BatchRequest& req, float* out, const std::atomic<
       cd.e0.assign(e0.begin() + g * 6 * D, e0.begin() + (g + 1) * 6 * D);
       const float* cptr = n.context;
       if (!cptr) {
-        normal(n.context_seed, static_cast<int64_t>(c.size()), c.data(), &pool_);
-        cptr = c.data();
+        normal(n.context_seed, static_cast<int64_t>(Lc) * cfg.text_dim, c, &pool_);
+        cptr = c;
       }
-      cd.ctx.resize(static_cast<size_t>(Lc) * D);
-      gemm(cptr, Lc, ex.text0, c1.data(), round);
-      cpu::gelu_tanh_inplace(c1.data(), static_cast<int64_t>(c1.size()), pool_);
-      gemm(c1.data(), Lc, ex.text2, cd.ctx.data(), round);
+      gemm(cptr, Lc, ex.text0, c1, round);
+      cpu::gelu_tanh_inplace(c1, ctx_rows, pool_);
+      gemm(c1, Lc, ex.text2, ctx_x + users[g] * ctx_rows, round);
     }
     check_cancel();
   }
@@ -243,22 +290,23 @@ void CpuBackend::forward(const BatchRequest& req, float* out, const std::atomic<
   const int pt = cfg.patch[0], ph = cfg.patch[1], pw = cfg.patch[2];
   const int P = cfg.patch_in();
   const int Fz = req.grid.frames * pt, Hz = req.grid.height * ph, Wz = req.grid.width * pw;
-  std::vector<float> xs(B * L * D), patches(B * L * P), latent;
+  float* xs = ws_.xs.get(static_cast<size_t>(B * L * D));
+  float* patches = ws_.patches.get(static_cast<size_t>(B * L * P));
   for (int64_t b = 0; b < B; ++b) {
     const NonceInput& n = req.nonces[b];
     const float* z = n.latent;
     if (!z) {
-      latent.resize(static_cast<size_t>(latent_size));
-      if (n.latent_strong) normal8(n.latent_words, latent_size, latent.data(), &pool_);
-      else normal(n.latent_seed, latent_size, latent.data(), &pool_);
-      z = latent.data();
+      float* latent = ws_.latent.get(static_cast<size_t>(latent_size));
+      if (n.latent_strong) normal8(n.latent_words, latent_size, latent, &pool_);
+      else normal(n.latent_seed, latent_size, latent, &pool_);
+      z = latent;
     }
     // Patch vector order (c, pt, ph, pw), c slowest: the Conv3d weight [D, C_in, pt, ph, pw].
     int64_t tok = 0;
     for (int f = 0; f < req.grid.frames; ++f)
       for (int hh = 0; hh < req.grid.height; ++hh)
         for (int ww = 0; ww < req.grid.width; ++ww, ++tok) {
-          float* dst = patches.data() + (b * L + tok) * P;
+          float* dst = patches + (b * L + tok) * P;
           int idx = 0;
           for (int c = 0; c < cfg.in_channels; ++c)
             for (int a = 0; a < pt; ++a)
@@ -269,40 +317,37 @@ void CpuBackend::forward(const BatchRequest& req, float* out, const std::atomic<
         }
   }
 
-  // Runs fn(expert, member nonces) for each expert chosen by route(b), over gathered rows.
-  std::vector<float> gathered;
-  auto by_expert = [&](auto route, int64_t row_width, float* rows,
-                       const std::function<void(int, const std::vector<int64_t>&, float*)>& fn) {
-    for (int x = 0; x < cfg.num_experts(); ++x) {
-      std::vector<int64_t> members;
-      for (int64_t b = 0; b < B; ++b)
-        if (route(b) == x) members.push_back(b);
-      if (members.empty()) continue;
-      if (static_cast<int64_t>(members.size()) == B) {
-        fn(x, members, rows);
-        continue;
-      }
-      const int64_t chunk = L * row_width;
-      gathered.resize(members.size() * chunk);
-      for (size_t g = 0; g < members.size(); ++g)
-        std::memcpy(gathered.data() + g * chunk, rows + members[g] * chunk, sizeof(float) * chunk);
-      fn(x, members, gathered.data());
-      for (size_t g = 0; g < members.size(); ++g)
-        std::memcpy(rows + members[g] * chunk, gathered.data() + g * chunk, sizeof(float) * chunk);
-    }
+  // Gathers the members' blocks of `chunk` floats from rows into ws_.gathered (or returns rows
+  // itself when every nonce is a member), and scatters them back.
+  auto gather = [&](const std::vector<int64_t>& members, const float* rows, int64_t chunk,
+                    Buffer& buf) -> const float* {
+    if (static_cast<int64_t>(members.size()) == B) return rows;
+    float* dst = buf.get(members.size() * chunk);
+    for (size_t g = 0; g < members.size(); ++g)
+      std::memcpy(dst + g * chunk, rows + members[g] * chunk, sizeof(float) * chunk);
+    return dst;
+  };
+  auto scatter = [&](const std::vector<int64_t>& members, const float* src, float* rows, int64_t chunk) {
+    if (src == rows) return;
+    for (size_t g = 0; g < members.size(); ++g)
+      std::memcpy(rows + members[g] * chunk, src + g * chunk, sizeof(float) * chunk);
+  };
+  // The nonces whose route(b) is expert x.
+  auto members_of = [&](int x, auto route) {
+    std::vector<int64_t> members;
+    for (int64_t b = 0; b < B; ++b)
+      if (route(b) == x) members.push_back(b);
+    return members;
   };
 
   for (int x = 0; x < cfg.num_experts(); ++x) {
-    std::vector<int64_t> members;
-    for (int64_t b = 0; b < B; ++b)
-      if (expert_of(req.nonces[b].experts[0]) == x) members.push_back(b);
+    const auto members = members_of(x, [&](int64_t b) { return expert_of(req.nonces[b].experts[0]); });
     if (members.empty()) continue;
-    std::vector<float> pin(members.size() * L * P), pout(members.size() * L * D);
-    for (size_t g = 0; g < members.size(); ++g)
-      std::memcpy(pin.data() + g * L * P, patches.data() + members[g] * L * P, sizeof(float) * L * P);
-    gemm(pin.data(), static_cast<int64_t>(members.size()) * L, experts_[x].patch, pout.data(), round);
-    for (size_t g = 0; g < members.size(); ++g)
-      std::memcpy(xs.data() + members[g] * L * D, pout.data() + g * L * D, sizeof(float) * L * D);
+    const int64_t G = static_cast<int64_t>(members.size());
+    const float* pin = gather(members, patches, L * P, ws_.gathered);
+    float* pout = G == B ? xs : ws_.o.get(static_cast<size_t>(G * L * D));
+    gemm(pin, G * L, experts_[x].patch, pout, round);
+    scatter(members, pout, xs, L * D);
   }
 
   // Step 7: blocks with per-layer routing, then the seeded Householder reflection.
@@ -311,42 +356,44 @@ void CpuBackend::forward(const BatchRequest& req, float* out, const std::atomic<
   for (int i = 0; i < cfg.num_layers; ++i) {
     check_cancel();
     if (!req.skip_layers.empty() && req.skip_layers[i]) {
-      cpu::reflect_rows(xs.data(), B * L, D, householder_vector(req.householder_seeds[i], D).data(), pool_);
+      cpu::reflect_rows(xs, B * L, D, householder_vector(req.householder_seeds[i], D).data(), pool_);
       continue;
     }
-    by_expert([&](int64_t b) { return expert_of(req.nonces[b].experts[i]); }, D, xs.data(),
-              [&](int x, const std::vector<int64_t>& members, float* rows) {
-                std::vector<const Conditioning*> c;
-                for (auto b : members) c.push_back(&cond[b][x]);
-                run_block(experts_[x].blocks[i], rows, c, L, Lc, rope, req.precision);
-              });
+    for (int x = 0; x < cfg.num_experts(); ++x) {
+      const auto members = members_of(x, [&](int64_t b) { return expert_of(req.nonces[b].experts[i]); });
+      if (members.empty()) continue;
+      std::vector<const Conditioning*> c;
+      for (auto b : members) c.push_back(&cond[b][x]);
+      const float* ctx = gather(members, ws_.ctx[x].get(0), ctx_rows, ws_.ctx_members);
+      float* rows = const_cast<float*>(gather(members, xs, L * D, ws_.gathered));
+      run_block(experts_[x].blocks[i], rows, c, ctx, L, Lc, rope, req.precision);
+      scatter(members, rows, xs, L * D);
+    }
     const std::vector<float> w = householder_vector(req.householder_seeds[i], D);
-    cpu::reflect_rows(xs.data(), B * L, D, w.data(), pool_);
+    cpu::reflect_rows(xs, B * L, D, w.data(), pool_);
   }
 
   // Step 8: the head of the last layer's expert, all in fp32.
   const int last = cfg.num_layers - 1;
   const int64_t out_w = cfg.head_out();
   for (int x = 0; x < cfg.num_experts(); ++x) {
-    std::vector<int64_t> members;
-    for (int64_t b = 0; b < B; ++b)
-      if (expert_of(req.nonces[b].experts[last]) == x) members.push_back(b);
+    const auto members = members_of(x, [&](int64_t b) { return expert_of(req.nonces[b].experts[last]); });
     if (members.empty()) continue;
     const int64_t G = static_cast<int64_t>(members.size());
-    std::vector<float> shift(G * D), scale(G * D), hin(G * L * D), hout(G * L * out_w);
+    std::vector<float> shift(G * D), scale(G * D);
     for (int64_t g = 0; g < G; ++g) {
       const auto& e = cond[members[g]][x].e;
       for (int j = 0; j < D; ++j) {
         shift[g * D + j] = experts_[x].head_modulation[j] + e[j];
         scale[g * D + j] = experts_[x].head_modulation[D + j] + e[j];
       }
-      std::memcpy(hin.data() + g * L * D, xs.data() + members[g] * L * D, sizeof(float) * L * D);
     }
-    cpu::layernorm_modulate(hin.data(), G * L, D, cfg.eps, shift.data(), scale.data(), D, L,
-                            hin.data(), pool_);
-    gemm(hin.data(), G * L, experts_[x].head, hout.data(), false);
-    for (int64_t g = 0; g < G; ++g)
-      std::memcpy(out + members[g] * L * out_w, hout.data() + g * L * out_w, sizeof(float) * L * out_w);
+    const float* hrows = gather(members, xs, L * D, ws_.gathered);
+    float* hin = ws_.h.get(static_cast<size_t>(G * L * D));
+    cpu::layernorm_modulate(hrows, G * L, D, cfg.eps, shift.data(), scale.data(), D, L, hin, pool_);
+    float* hout = G == B ? out : ws_.f.get(static_cast<size_t>(G * L * out_w));
+    gemm(hin, G * L, experts_[x].head, hout, false);
+    scatter(members, hout, out, L * out_w);
   }
 }
 
