@@ -4,7 +4,9 @@ import { freemem } from 'node:os';
 
 import type { Logger } from 'pino';
 
+import { bundleRound } from '../bundle/format.js';
 import { InputError } from '../errors.js';
+import { weightsIdentity } from '../round/params.js';
 import { statTestForModel } from '../calibration/calibration-file.js';
 import { cpuWeightsBytes, forwardBytesPerNonce, gib, planBatch } from '../engine/memory-estimate.js';
 import { checkAssignment } from '../protocol/nonce-assignment.js';
@@ -88,13 +90,14 @@ export class PocService {
     };
     const log = this.o.log.child({ round: b.block_height });
     if (!url) log.warn('init/generate without url: artifacts are computed but sent nowhere');
+    const identity = weightsIdentity(round);
     const stream = url
-      ? this.o.spool.openStream(url, { public_key: b.public_key, block_hash: b.block_hash, block_height: b.block_height, node_id: b.node_id, encoding: encoding(round) })
+      ? this.o.spool.openStream(url, { public_key: b.public_key, block_hash: b.block_hash, block_height: b.block_height, node_id: b.node_id, encoding: encoding(round), log_context: { weights_identity: identity } })
       : null;
     const session = new GenerationSession(config, round, batchSize, this.o.devices, stream, this.o.spool, this.o.metrics, log);
     this.session = session;
     this.failedRound = null;
-    log.info({ ...config, grid: round.grid, ctx_len: round.ctxLen, batch_size: batchSize, url, devices: this.o.devices.length }, 'init/generate');
+    log.info({ ...config, round: bundleRound(round, b.block_height), batch_size: batchSize, url, devices: this.o.devices.length }, 'init/generate');
     void session.done.then(() => {
       if (session.failure !== null)
         this.failedRound = { config: { ...session.config }, stats: session.stats, error: session.failure, failed_at: new Date().toISOString() };
@@ -188,7 +191,7 @@ export class PocService {
   status(): Record<string, unknown> {
     const s = this.session;
     if (!s || s.ended) return { status: IDLE, config: null, stats: null, ...(this.failedRound ? { failed_round: this.failedRound } : {}) };
-    return { status: GENERATING, config: { ...s.config }, stats: s.stats };
+    return { status: GENERATING, config: { ...s.config }, stats: s.stats, round: bundleRound(s.round, s.config.block_height) };
   }
 
   /** Fails the running generation, if any (the process-wide guard's answer to an unhandled rejection). */
