@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "cpu/cpu_isa.h"
 #include "weights.h"
 
 namespace ditpoc {
@@ -82,6 +83,9 @@ class Backend {
 // Checks a request against the model: grid, ctx_len, routing lengths, timesteps, seeds.
 void validate_request(const ModelConfig& cfg, const BatchRequest& req);
 
+// The CPU backend on the kernels' path cpu::active_isa(), or on the given one (cpu/cpu_isa.h).
 std::unique_ptr<Backend> make_cpu_backend(std::shared_ptr<const ModelWeights> weights, int threads);
+std::unique_ptr<Backend> make_cpu_backend(std::shared_ptr<const ModelWeights> weights, int threads,
+                                          cpu::Isa isa);
 
 }  // namespace ditpoc
