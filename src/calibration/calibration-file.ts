@@ -2,10 +2,10 @@
 // the package). validate and serve use them unless a flag or request overrides them; a model
 // without a file falls back to SPEC §10's defaults.
 import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
 
 import { InputError } from '../errors.js';
+import { packageRoot } from '../package-info.js';
 import { DEFAULT_STAT_TEST, parseStatTest, type StatTest } from '../validation/verdict.js';
 
 export interface CalibrationFile {
@@ -15,15 +15,6 @@ export interface CalibrationFile {
   nonces: number;
   created: string;
   command: string;
-}
-
-function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 6; i++) {
-    if (existsSync(join(dir, 'package.json'))) return dir;
-    dir = resolve(dir, '..');
-  }
-  throw new Error('dit-poc package root not found');
 }
 
 export function calibrationPath(model: string, root = join(packageRoot(), 'calibration')): string {

@@ -9,6 +9,7 @@ import { pino } from 'pino';
 import { InputError } from '../errors.js';
 import { modelInfo } from '../round/params.js';
 import { parseDevices } from '../server/devices.js';
+import { registryIdOf, ServedNames } from '../server/model-names.js';
 import { startServer } from '../server/server.js';
 import { addRoundOptions, nonNegativeInt, positiveInt, positiveNumber, type RoundCliOptions } from './options.js';
 
@@ -31,6 +32,7 @@ interface ServeOptions extends Omit<RoundCliOptions, 'blockHash' | 'publicKey'> 
   bodyLimit: number;
   resultTtl: number;
   logLevel: string;
+  servedModelName?: string[];
 }
 
 const opt = (flags: string, desc: string, env: string) => new Option(flags, desc).env(env);
@@ -39,6 +41,7 @@ export function serveCommand(): Command {
   const cmd = new Command('serve').description('serve the Gonka PoC v2 ML-node API (init/generate, generate, status, stop) with durable callbacks');
   addRoundOptions(cmd, { requireKeys: false });
   return cmd
+    .addOption(new Option('--served-model-name <names...>', 'names requests may use for the model, as vLLM\'s (the first is listed first by /v1/models); its Hugging Face ids are always accepted'))
     .addOption(opt('--host <addr>', 'address to bind', 'DITPOC_HOST').default('127.0.0.1'))
     .addOption(opt('--port <N>', 'port (0 = any free port)', 'DITPOC_PORT').argParser(nonNegativeInt('--port')).default(8080))
     .addOption(opt('--devices <list>', "device workers: 'cpu', 'cpu,cpu' or GPU ordinals '0,1'", 'DITPOC_DEVICES').default('cpu'))
@@ -57,6 +60,8 @@ export function serveCommand(): Command {
     .addOption(opt('--result-ttl <S>', 'seconds finished /generate results stay readable', 'POC_GENERATE_RESULT_TTL_SEC').argParser(positiveNumber('--result-ttl')).default(300))
     .addOption(opt('--log-level <L>', 'log level', 'DITPOC_LOG_LEVEL').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'))
     .action(async (o: ServeOptions) => {
+      // vLLM takes a Hugging Face id as --model; so does serve.
+      o.model = registryIdOf(o.model) ?? o.model;
       modelInfo(o.model);
       if (o.retryMax < o.retryInitial) throw new InputError('--retry-max must not be below --retry-initial');
       const devices = parseDevices(o.devices, o.threads);
@@ -64,6 +69,7 @@ export function serveCommand(): Command {
       const server = await startServer({
         deployed: {
           model: o.model,
+          names: new ServedNames(o.model, o.servedModelName),
           weights: o.weights,
           weightsSeed: o.weightsSeed,
           grid: o.grid,

@@ -1,5 +1,7 @@
 // The HTTP surface of `dit-poc serve`: Gonka PoC v2's ML-node API under /api/v1/pow
-// (research/gonka-poc.md §6.3), GET /metrics, GET /health. Errors answer FastAPI's shape
+// (research/gonka-poc.md §6.3) and again under /api/v1/inference/pow, where the decentralized-api
+// sends it through an MLNode; the MLNode's own routes (mlnode-routes.ts); GET /metrics, GET /health.
+// Errors answer FastAPI's shape
 // {"detail": …}: 400 invalid body (with a readable message), 401 missing/wrong bearer token,
 // 404 unknown route or request_id, 409 already generating / params mismatch, 413 body too large,
 // 429 job queue full, 503 shutting down.
@@ -10,12 +12,15 @@ import type { Logger } from 'pino';
 
 import { InputError } from '../errors.js';
 import type { ServerMetrics } from './metrics.js';
+import type { MlNode } from './mlnode.js';
+import { registerMlNodeRoutes } from './mlnode-routes.js';
 import { HttpError } from './params.js';
 import { formatSchemaErrors, generateSchema, initGenerateSchema, requestIdSchema, type GenerateBody, type InitGenerateBody } from './schemas.js';
 import type { PocService } from './service.js';
 
 export interface AppOptions {
   service: PocService;
+  node: MlNode;
   metrics: ServerMetrics;
   logger: Logger;
   bodyLimit: number;
@@ -44,6 +49,16 @@ export function buildApp(o: AppOptions): FastifyInstance {
   const json = app.getDefaultJsonParser('error', 'error');
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    if (typeof body === 'string' && body.trim() === '') return done(null, undefined);
+    json(req, body as string, done);
+  });
+  // The decentralized-api's Go client posts JSON without a Content-Type header (FastAPI reads it
+  // as JSON); a body of any other declared type is refused.
+  app.addContentTypeParser('*', { parseAs: 'string' }, (req, body, done) => {
+    if (req.headers['content-type'] !== undefined) {
+      const err = Object.assign(new Error(`Unsupported Media Type: ${req.headers['content-type']}`), { statusCode: 415, code: 'FST_ERR_CTP_INVALID_MEDIA_TYPE' });
+      return done(err, undefined);
+    }
     if (typeof body === 'string' && body.trim() === '') return done(null, undefined);
     json(req, body as string, done);
   });
@@ -87,16 +102,27 @@ export function buildApp(o: AppOptions): FastifyInstance {
     return reply.code(500).send({ detail: `internal error: ${err.message}` });
   });
 
-  const s = o.service;
-  app.get('/health', async () => ({ status: 'ok' }));
+  app.get('/health', async () => ({ status: 'ok', state: o.node.nodeState().state }));
   app.get('/metrics', async (_req, reply) => {
     reply.header('content-type', o.metrics.registry.contentType);
     return o.metrics.registry.metrics();
   });
-  app.post<{ Body: InitGenerateBody }>('/api/v1/pow/init/generate', { schema: { body: initGenerateSchema } }, (req) => s.initGenerate(req.body));
-  app.post<{ Body: GenerateBody }>('/api/v1/pow/generate', { schema: { body: generateSchema } }, (req) => s.generate(req.body));
-  app.get<{ Params: { request_id: string } }>('/api/v1/pow/generate/:request_id', { schema: { params: requestIdSchema } }, async (req) => s.job(req.params.request_id));
-  app.get('/api/v1/pow/status', async () => s.status());
-  app.post('/api/v1/pow/stop', async () => s.stop());
+  for (const prefix of ['/api/v1/pow', '/api/v1/inference/pow']) registerPocRoutes(app, prefix, o.service, o.node);
+  registerMlNodeRoutes(app, o.node);
   return app;
+}
+
+/** The PoC v2 routes under one prefix; new work is refused while the node is stopped. */
+function registerPocRoutes(app: FastifyInstance, prefix: string, s: PocService, node: MlNode): void {
+  app.post<{ Body: InitGenerateBody }>(`${prefix}/init/generate`, { schema: { body: initGenerateSchema } }, (req) => {
+    node.checkReady();
+    return s.initGenerate(req.body);
+  });
+  app.post<{ Body: GenerateBody }>(`${prefix}/generate`, { schema: { body: generateSchema } }, (req) => {
+    node.checkReady();
+    return s.generate(req.body);
+  });
+  app.get<{ Params: { request_id: string } }>(`${prefix}/generate/:request_id`, { schema: { params: requestIdSchema } }, async (req) => s.job(req.params.request_id));
+  app.get(`${prefix}/status`, async () => s.status());
+  app.post(`${prefix}/stop`, async () => s.stop());
 }

@@ -2,6 +2,7 @@
 import type { Precision } from '../engine/native.js';
 import { InputError } from '../errors.js';
 import { DEFAULT_K_DIM, gridFromSeqLen, makeRound, type Grid, type RoundParams } from '../round/params.js';
+import type { ServedNames } from './model-names.js';
 
 /** An HTTP error with a status and a JSON `detail` (FastAPI's error shape). */
 export class HttpError extends Error {
@@ -15,7 +16,10 @@ export class HttpError extends Error {
 
 /** What this server serves: `--model`, and whatever of grid / ctx_len / k_dim was pinned by flags. */
 export interface Deployed {
+  /** The registry id (`dit-poc info`). */
   model: string;
+  /** Every name a request may use for it (HF ids, --served-model-name). */
+  names: ServedNames;
   weights: 'random' | string;
   /** Pinned seed of random weights; otherwise each round's block hash seeds them (SPEC §6). */
   weightsSeed?: string;
@@ -45,6 +49,7 @@ export interface RoundRequest {
 export function deployedView(d: Deployed): Record<string, unknown> {
   return {
     model: d.model,
+    served_model_names: d.names.all,
     seq_len: d.grid ? d.grid[0] * d.grid[1] * d.grid[2] : null,
     k_dim: d.kDim ?? null,
     grid: d.grid ?? null,
@@ -71,7 +76,7 @@ export function requestGrid(p: RequestParams): Grid {
 export function resolveRound(d: Deployed, req: RoundRequest): RoundParams {
   const p = req.params;
   const fields: string[] = [];
-  if (p.model !== d.model) fields.push('model');
+  if (!d.names.serves(p.model)) fields.push('model');
   if (d.kDim !== undefined && (p.k_dim ?? DEFAULT_K_DIM) !== d.kDim) fields.push('k_dim');
   if (d.ctxLen !== undefined && p.ctx_len !== undefined && p.ctx_len !== d.ctxLen) fields.push('ctx_len');
   let grid: Grid | undefined;

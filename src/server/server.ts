@@ -7,6 +7,7 @@ import { closeWorkers } from '../workers/pool.js';
 import { buildApp } from './app.js';
 import { DeviceWorker, type DeviceSpec } from './devices.js';
 import { ServerMetrics } from './metrics.js';
+import { MlNode } from './mlnode.js';
 import type { Deployed } from './params.js';
 import { PocService } from './service.js';
 import { fetchPost, Spool, type PostFn, type RetryPolicy } from './spool.js';
@@ -53,12 +54,15 @@ export async function startServer(c: ServeConfig): Promise<RunningServer> {
   if (c.devices.length + 2 > uvThreads)
     log.warn({ devices: c.devices.length, UV_THREADPOOL_SIZE: uvThreads }, `set UV_THREADPOOL_SIZE to at least ${c.devices.length + 2} before starting, or device workers will wait for each other`);
   const devices = c.devices.map((spec, i) => new DeviceWorker(i, spec));
-  if (fixedWeights(c.deployed)) {
+  // Random weights come with each round's seed; fixed ones are loaded now (and again after a stop).
+  const loadWeights = async () => {
+    if (!fixedWeights(c.deployed)) return;
     const round = makeRound({ model: c.deployed.model, blockHash: 'startup', publicKey: 'startup', weights: c.deployed.weights, weightsSeed: c.deployed.weightsSeed });
     const t0 = performance.now();
     await Promise.all(devices.map(async (d) => (await d.acquire(round)).release()));
     log.info({ model: c.deployed.model, weights: c.deployed.weights, seconds: (performance.now() - t0) / 1000 }, 'weights loaded');
-  }
+  };
+  await loadWeights();
 
   // The metrics read the spool and the service, which are created below.
   let spool: Spool | null = null;
@@ -101,7 +105,15 @@ export async function startServer(c: ServeConfig): Promise<RunningServer> {
     jobs: { maxQueuedNonces: 100_000, resultTtlMs: c.resultTtlMs, maxStoredArtifacts: 200_000, maxJobs: 10_000 },
   });
   const svc = service;
-  const app = buildApp({ service: svc, metrics, logger: log, bodyLimit: c.bodyLimit, token: c.token });
+  const node = new MlNode({
+    service: svc,
+    names: c.deployed.names,
+    weights: c.deployed.weights,
+    gpus: c.devices.flatMap((d) => (d.kind === 'gpu' ? [d.ordinal!] : [])),
+    loadWeights,
+    log: log.child({ part: 'mlnode' }),
+  });
+  const app = buildApp({ service: svc, node, metrics, logger: log, bodyLimit: c.bodyLimit, token: c.token });
   let address: string;
   try {
     address = await app.listen({ host: c.host, port: c.port });
