@@ -40,7 +40,7 @@ describe('dit-poc generate / inspect / validate', () => {
 
     const wrong = await runCli(['validate', out, '--json', '--block-hash', 'OTHER']);
     expect(wrong.code).toBe(1);
-    expect(JSON.parse(wrong.stdout)).toMatchObject({ fraud_detected: true, invalid_reason: expect.stringMatching(/block hash CAFE01, expected OTHER/) });
+    expect(JSON.parse(wrong.stdout)).toMatchObject({ valid: false, fraud_detected: false, invalid_reason: 'round mismatch (block_hash: bundle CAFE01, validator OTHER)' });
   });
 
   it('node assignment: two workers of one node produce disjoint interleaved nonces', async () => {

@@ -155,3 +155,11 @@ export function porosity(nonces: number[], count: number): number {
 export function porosityOk(nonces: number[], count: number): boolean {
   return porosity(nonces, count) < POROSITY_LIMIT;
 }
+
+/**
+ * Text form of a p-value. One below 1e-300 (an underflow to 0 included) prints as `< 1e-300`, not
+ * as 0, which would read as certainty; JSON output keeps the number (0 there means < 1e-300 too).
+ */
+export function formatPValue(p: number): string {
+  return p < 1e-300 ? '< 1e-300' : p.toExponential(3);
+}
