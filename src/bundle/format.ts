@@ -7,6 +7,7 @@
 //   {"type":"end","count":N,"root_hex":"…","dropped":D,"elapsed_s":…,"nonces_per_second":…,"interrupted":false}
 // A file without its end record is truncated; `dit-poc inspect --repair` closes one.
 import type { Precision } from '../engine/native.js';
+import { weightsIdentity, type RoundParams } from '../round/params.js';
 
 export const BUNDLE_FORMAT = 'dit-poc-bundle';
 export const BUNDLE_VERSION = 1;
@@ -69,4 +70,13 @@ export interface BundleEnd {
 export interface BundleArtifact {
   nonce: number;
   vectorB64: string;
+}
+
+/** A round's parameters in the bundle's (and /status's) snake_case shape. */
+export function bundleRound(round: RoundParams, blockHeight: number, identity = weightsIdentity(round)): BundleRound {
+  return {
+    model: round.model, block_hash: round.blockHash, public_key: round.publicKey, block_height: blockHeight,
+    grid: round.grid, ctx_len: round.ctxLen, k_dim: round.kDim, stronger_rng: round.strongerRng,
+    precision: round.precision, weights: round.weights, weights_seed: round.weightsSeed, weights_identity: identity,
+  };
 }

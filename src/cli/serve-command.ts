@@ -9,6 +9,7 @@ import { pino } from 'pino';
 import { InputError } from '../errors.js';
 import { modelInfo } from '../round/params.js';
 import { parseDevices } from '../server/devices.js';
+import { checkNonceFlags } from '../server/params.js';
 import { registryIdOf, ServedNames } from '../server/model-names.js';
 import { startServer } from '../server/server.js';
 import { addRoundOptions, nonNegativeInt, positiveInt, positiveNumber, type RoundCliOptions } from './options.js';
@@ -63,6 +64,7 @@ export function serveCommand(): Command {
       // vLLM takes a Hugging Face id as --model; so does serve.
       o.model = registryIdOf(o.model) ?? o.model;
       modelInfo(o.model);
+      checkNonceFlags(o.model, { grid: o.grid, ctxLen: o.ctxLen, kDim: o.kDim, weightsSeed: o.weightsSeed, strongerRng: o.strongerRng, precision: o.precision });
       if (o.retryMax < o.retryInitial) throw new InputError('--retry-max must not be below --retry-initial');
       const devices = parseDevices(o.devices, o.threads);
       const logger = pino({ level: o.logLevel, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime });
@@ -71,12 +73,9 @@ export function serveCommand(): Command {
           model: o.model,
           names: new ServedNames(o.model, o.servedModelName),
           weights: o.weights,
-          weightsSeed: o.weightsSeed,
           grid: o.grid,
           ctxLen: o.ctxLen,
           kDim: o.kDim,
-          strongerRng: o.strongerRng,
-          precision: o.precision,
         },
         devices,
         host: o.host,

@@ -45,6 +45,23 @@ export function gridFromSeqLen(seqLen: number): Grid {
   return [seqLen / 256, 16, 16];
 }
 
+export const tokens = (g: Grid): number => g[0] * g[1] * g[2];
+
+/**
+ * The grid a chain round means by seq_len (the chain sends nothing else): the model's SPEC §4
+ * default grid when seq_len is its token count, else [seq_len/256, 16, 16]. The two agree for
+ * the video models ([4,16,16] = 1024 tokens); the default is what lets wan-tiny take 32.
+ */
+export function gridForSeqLen(model: string, seqLen: number): Grid {
+  const d = defaultGrid(model);
+  return seqLen === tokens(d) ? d : gridFromSeqLen(seqLen);
+}
+
+/** The identity the engine reports for a round's weights (native weights.cpp, checkpoint.cpp). */
+export function weightsIdentity(round: Pick<RoundParams, 'weights' | 'weightsSeed'>): string {
+  return round.weights === 'random' ? `random:${round.weightsSeed}` : round.weights;
+}
+
 export function parseGrid(text: string): Grid {
   const parts = text.split(',').map((s) => s.trim());
   const nums = parts.map(Number);

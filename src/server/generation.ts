@@ -51,7 +51,7 @@ export class GenerationSession {
 
   constructor(
     readonly config: GenerationConfig,
-    private readonly round: RoundParams,
+    readonly round: RoundParams,
     private readonly batchSize: number,
     private readonly devices: DeviceWorker[],
     private readonly stream: SpoolStream | null,

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 
 import type { Logger } from 'pino';
 
-import type { RoundParams } from '../round/params.js';
+import { weightsIdentity, type RoundParams } from '../round/params.js';
 import { recomputeAndCompare, type ComparedClaim } from '../validation/recompute.js';
 import { decideVerdict, type StatTest, type ValidatedCallback, type Verdict } from '../validation/verdict.js';
 import type { DeviceWorker } from './devices.js';
@@ -177,9 +177,9 @@ export class JobQueue {
         node_id: env.node_id,
         ...job.verdict,
       };
-      this.spool.enqueue('validated', job.spec.url!, body);
+      this.spool.enqueue('validated', job.spec.url!, { ...body, log_context: { weights_identity: weightsIdentity(job.spec.round) } });
     } else {
-      const e: GeneratedEnvelope = { request_id: job.id, public_key: env.public_key, block_hash: env.block_hash, block_height: env.block_height, node_id: env.node_id, encoding: encoding(job.spec.round) };
+      const e: GeneratedEnvelope = { request_id: job.id, public_key: env.public_key, block_hash: env.block_hash, block_height: env.block_height, node_id: env.node_id, encoding: encoding(job.spec.round), log_context: { weights_identity: weightsIdentity(job.spec.round) } };
       this.spool.enqueue('generated', job.spec.url!, e, (job.artifacts ?? []).map((a) => [a.nonce, a.vector_b64]));
     }
   }

@@ -1,7 +1,7 @@
 // Request `params` → round parameters, and the served-model check (Gonka's check_params_match).
 import type { Precision } from '../engine/native.js';
 import { InputError } from '../errors.js';
-import { DEFAULT_K_DIM, gridFromSeqLen, makeRound, type Grid, type RoundParams } from '../round/params.js';
+import { DEFAULT_K_DIM, defaultCtxLen, defaultGrid, gridForSeqLen, makeRound, tokens, type Grid, type RoundParams } from '../round/params.js';
 import type { ServedNames } from './model-names.js';
 
 /** An HTTP error with a status and a JSON `detail` (FastAPI's error shape). */
@@ -14,20 +14,60 @@ export class HttpError extends Error {
   }
 }
 
-/** What this server serves: `--model`, and whatever of grid / ctx_len / k_dim was pinned by flags. */
+/**
+ * What this server serves. A chain round is fixed by (model, seq_len, poc_stronger_rng) alone
+ * (chainRound); grid / ctx_len / k_dim pins only restrict which rounds are served and must equal
+ * what the chain would derive (checkPins), so two honest nodes never disagree on a nonce.
+ */
 export interface Deployed {
   /** The registry id (`dit-poc info`). */
   model: string;
   /** Every name a request may use for it (HF ids, --served-model-name). */
   names: ServedNames;
+  /** `random` (SPEC §6, seeded by each round's block hash) or the served checkpoint. */
   weights: 'random' | string;
-  /** Pinned seed of random weights; otherwise each round's block hash seeds them (SPEC §6). */
-  weightsSeed?: string;
   grid?: Grid;
   ctxLen?: number;
   kDim?: number;
-  strongerRng: boolean;
-  precision: Precision;
+}
+
+/** Operator flags that would change what a nonce is, as `serve` was given them. */
+export interface NonceFlags {
+  grid?: Grid;
+  ctxLen?: number;
+  kDim?: number;
+  weightsSeed?: string;
+  strongerRng?: boolean;
+  precision?: Precision;
+}
+
+/** SPEC §7: the one precision a round is computed in. */
+export const ROUND_PRECISION: Precision = 'bf16';
+
+/**
+ * Refuses, with one message naming each, the flags that differ from what the chain derives:
+ * the chain sends only {model, seq_len} and poc_stronger_rng, so any other value would make
+ * this node's nonces differ from every other node's.
+ */
+export function checkNonceFlags(model: string, f: NonceFlags): void {
+  const bad: string[] = [];
+  if (f.grid) {
+    let derived: Grid | null = null;
+    try {
+      derived = gridForSeqLen(model, tokens(f.grid));
+    } catch {
+      // no seq_len the chain can send means this grid
+    }
+    if (!derived) bad.push(`--grid ${f.grid.join(',')}: no seq_len the chain can send means this grid (seq_len is a multiple of 256, grid [seq_len/256,16,16], or ${model}'s default [${defaultGrid(model).join(',')}])`);
+    else if (derived.some((v, i) => v !== f.grid![i])) bad.push(`--grid ${f.grid.join(',')}: seq_len ${tokens(f.grid)} means grid ${derived.join(',')} (SPEC §4)`);
+  }
+  if (f.ctxLen !== undefined && f.ctxLen !== defaultCtxLen(model)) bad.push(`--ctx-len ${f.ctxLen}: ${model} rounds use ctx_len ${defaultCtxLen(model)} (SPEC §4)`);
+  if (f.kDim !== undefined && f.kDim !== DEFAULT_K_DIM) bad.push(`--k-dim ${f.kDim}: the chain's artifacts have k_dim ${DEFAULT_K_DIM}`);
+  if (f.weightsSeed !== undefined) bad.push(`--weights-seed ${f.weightsSeed}: random weights are seeded by each round's block hash (SPEC §6)`);
+  if (f.strongerRng) bad.push('--stronger-rng: the chain sends poc_stronger_rng with each request');
+  if (f.precision !== undefined && f.precision !== ROUND_PRECISION) bad.push(`--precision ${f.precision}: rounds are computed in ${ROUND_PRECISION} (SPEC §7)`);
+  if (bad.length > 0)
+    throw new InputError(`refusing to serve: ${bad.length === 1 ? 'this flag changes' : 'these flags change'} what a nonce is, so this node would disagree with every other: ${bad.join('; ')}. Drop ${bad.length === 1 ? 'it' : 'them'}: round parameters come from the chain.`);
 }
 
 /** `params` of /init/generate and /generate: Gonka's {model, seq_len, k_dim} plus SPEC §11's grid, ctx_len. */
@@ -50,15 +90,15 @@ export function deployedView(d: Deployed): Record<string, unknown> {
   return {
     model: d.model,
     served_model_names: d.names.all,
-    seq_len: d.grid ? d.grid[0] * d.grid[1] * d.grid[2] : null,
+    seq_len: d.grid ? tokens(d.grid) : null,
     k_dim: d.kDim ?? null,
     grid: d.grid ?? null,
     ctx_len: d.ctxLen ?? null,
   };
 }
 
-/** The grid a request asks for: params.grid when given (seq_len must be its token count), else seq_len/256 × 16 × 16. */
-export function requestGrid(p: RequestParams): Grid {
+/** The grid a request asks for: params.grid when given (seq_len must be its token count), else what seq_len means for the model. */
+export function requestGrid(model: string, p: RequestParams): Grid {
   if (p.grid) {
     const g = p.grid as Grid;
     const tokens = g[0] * g[1] * g[2];
@@ -66,7 +106,7 @@ export function requestGrid(p: RequestParams): Grid {
       throw new InputError(`params.seq_len (${p.seq_len}) must equal the token count F·H·W of params.grid [${g.join(', ')}] = ${tokens}`);
     return g;
   }
-  return gridFromSeqLen(p.seq_len);
+  return gridForSeqLen(model, p.seq_len);
 }
 
 /**
@@ -83,11 +123,11 @@ export function resolveRound(d: Deployed, req: RoundRequest): RoundParams {
   let gridError: unknown;
   if (!p.grid && d.grid) {
     // A pinned grid serves the requests whose seq_len is its token count (Gonka sends only seq_len).
-    if (p.seq_len === d.grid[0] * d.grid[1] * d.grid[2]) grid = d.grid;
+    if (p.seq_len === tokens(d.grid)) grid = d.grid;
     else fields.push('seq_len');
   } else {
     try {
-      grid = requestGrid(p);
+      grid = requestGrid(d.model, p);
     } catch (e) {
       gridError = e;
     }
@@ -107,12 +147,12 @@ export function resolveRound(d: Deployed, req: RoundRequest): RoundParams {
     blockHash: req.block_hash,
     publicKey: req.public_key,
     grid,
-    ctxLen: p.ctx_len ?? d.ctxLen,
-    kDim: p.k_dim ?? d.kDim,
+    ctxLen: p.ctx_len ?? defaultCtxLen(d.model),
+    kDim: p.k_dim ?? DEFAULT_K_DIM,
     weights: d.weights,
-    weightsSeed: d.weightsSeed,
-    strongerRng: req.poc_stronger_rng ?? d.strongerRng,
-    precision: d.precision,
+    // SPEC §6: random weights are seeded by the round's block hash (makeRound's default).
+    strongerRng: req.poc_stronger_rng ?? false,
+    precision: ROUND_PRECISION,
   });
 }
 

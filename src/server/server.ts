@@ -8,7 +8,7 @@ import { buildApp } from './app.js';
 import { DeviceWorker, type DeviceSpec } from './devices.js';
 import { ServerMetrics } from './metrics.js';
 import { MlNode } from './mlnode.js';
-import type { Deployed } from './params.js';
+import { checkNonceFlags, type Deployed } from './params.js';
 import { PocService } from './service.js';
 import { fetchPost, Spool, type PostFn, type RetryPolicy } from './spool.js';
 
@@ -42,13 +42,14 @@ export interface RunningServer {
   shutdown(reason: string): Promise<{ flushed: boolean }>;
 }
 
-/** Weights that do not change per round (a checkpoint or a pinned seed) are loaded at startup. */
+/** A checkpoint does not change per round: it is loaded at startup (random weights come with each round's seed). */
 function fixedWeights(d: Deployed): boolean {
-  return d.weights !== 'random' || d.weightsSeed !== undefined;
+  return d.weights !== 'random';
 }
 
 export async function startServer(c: ServeConfig): Promise<RunningServer> {
   const log = c.logger;
+  checkNonceFlags(c.deployed.model, { grid: c.deployed.grid, ctxLen: c.deployed.ctxLen, kDim: c.deployed.kDim });
   // Each device worker keeps one native forward on libuv's pool; file I/O and DNS need some too.
   const uvThreads = Number(process.env.UV_THREADPOOL_SIZE) || 4;
   if (c.devices.length + 2 > uvThreads)
@@ -57,7 +58,7 @@ export async function startServer(c: ServeConfig): Promise<RunningServer> {
   // Random weights come with each round's seed; fixed ones are loaded now (and again after a stop).
   const loadWeights = async () => {
     if (!fixedWeights(c.deployed)) return;
-    const round = makeRound({ model: c.deployed.model, blockHash: 'startup', publicKey: 'startup', weights: c.deployed.weights, weightsSeed: c.deployed.weightsSeed });
+    const round = makeRound({ model: c.deployed.model, blockHash: 'startup', publicKey: 'startup', weights: c.deployed.weights });
     const t0 = performance.now();
     await Promise.all(devices.map(async (d) => (await d.acquire(round)).release()));
     log.info({ model: c.deployed.model, weights: c.deployed.weights, seconds: (performance.now() - t0) / 1000 }, 'weights loaded');

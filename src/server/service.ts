@@ -2,7 +2,9 @@
 // the device workers. The HTTP layer (app.ts) only validates bodies and calls in here.
 import type { Logger } from 'pino';
 
+import { bundleRound } from '../bundle/format.js';
 import { InputError } from '../errors.js';
+import { weightsIdentity } from '../round/params.js';
 import { statTestForModel } from '../calibration/calibration-file.js';
 import type { DeviceWorker } from './devices.js';
 import { GenerationSession } from './generation.js';
@@ -71,12 +73,13 @@ export class PocService {
     };
     const log = this.o.log.child({ round: b.block_height });
     if (!url) log.warn('init/generate without url: artifacts are computed but sent nowhere');
+    const identity = weightsIdentity(round);
     const stream = url
-      ? this.o.spool.openStream(url, { public_key: b.public_key, block_hash: b.block_hash, block_height: b.block_height, node_id: b.node_id, encoding: encoding(round) })
+      ? this.o.spool.openStream(url, { public_key: b.public_key, block_hash: b.block_hash, block_height: b.block_height, node_id: b.node_id, encoding: encoding(round), log_context: { weights_identity: identity } })
       : null;
     const session = new GenerationSession(config, round, b.batch_size ?? this.o.defaultBatchSize, this.o.devices, stream, this.o.spool, this.o.metrics, log);
     this.session = session;
-    log.info({ ...config, grid: round.grid, ctx_len: round.ctxLen, url, devices: this.o.devices.length }, 'init/generate');
+    log.info({ ...config, round: bundleRound(round, b.block_height), url, devices: this.o.devices.length }, 'init/generate');
     void session.done.then(() => {
       if (this.session === session) this.session = null;
       this.wakeIdle();
@@ -136,7 +139,7 @@ export class PocService {
   status(): Record<string, unknown> {
     const s = this.session;
     if (!s || s.ended) return { status: IDLE, config: null, stats: null };
-    return { status: GENERATING, config: { ...s.config }, stats: s.stats };
+    return { status: GENERATING, config: { ...s.config }, stats: s.stats, round: bundleRound(s.round, s.config.block_height) };
   }
 
   /** POST /stop: ends the generation and clears the job queue; spooled artifacts stay for delivery. */

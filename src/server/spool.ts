@@ -52,6 +52,8 @@ export interface GeneratedEnvelope {
   block_height: number;
   node_id: number;
   encoding: { dtype: 'f16'; k_dim: number; endian: 'le' };
+  /** Added to the log lines of this callback (e.g. the weights identity); never sent. */
+  log_context?: Record<string, unknown>;
 }
 
 export interface RetryPolicy {
@@ -500,10 +502,13 @@ export class Spool {
     const path = join(this.options.dir, seg.file);
     const log = this.options.logger;
     let body: string;
+    let context: Record<string, unknown> = {};
     try {
       const parsed = parseSegment(await readFile(path, 'utf8'));
       if (!parsed) throw new Error('unreadable segment');
-      body = JSON.stringify(seg.kind === 'generated' ? generatedBody(parsed.envelope as GeneratedEnvelope, parsed.artifacts) : parsed.envelope);
+      const { log_context, ...envelope } = parsed.envelope as GeneratedEnvelope;
+      context = log_context ?? {};
+      body = JSON.stringify(seg.kind === 'generated' ? generatedBody(envelope, parsed.artifacts) : envelope);
     } catch (e) {
       if (this.closed) return;
       log.error({ err: e, file: seg.file }, 'spool: segment cannot be read; moved to dead/');
@@ -527,7 +532,7 @@ export class Spool {
       lane.failures = 0;
       lane.nextAt = 0;
       this.options.events?.onDelivered?.(seg.kind, seg.count);
-      log.debug({ url: target, artifacts: seg.count, seq: seg.seq }, 'callback delivered');
+      log.info({ url: target, artifacts: seg.count, seq: seg.seq, ...context }, 'callback delivered');
       return;
     }
     const reason = 'status' in r ? `http_${Math.floor(r.status / 100)}xx` : r.error;
@@ -540,13 +545,13 @@ export class Spool {
     if (rejected) seg.rejects++;
     const detail = 'status' in r ? { status: r.status } : { error: r.message };
     if (rejected && seg.rejects >= this.options.maxRejects) {
-      log.error({ url: target, ...detail, file: seg.file, artifacts: seg.count }, 'callback: receiver keeps refusing this segment; moved to dead/');
+      log.error({ url: target, ...detail, file: seg.file, artifacts: seg.count, ...context }, 'callback: receiver keeps refusing this segment; moved to dead/');
       this.forget(lane, seg);
       this.bury(seg.file, 'refused');
       this.options.events?.onDeadLetter?.(seg.kind);
       return;
     }
-    log.warn({ url: target, ...detail, attempt: lane.failures, retry_in_ms: Math.round(lane.nextAt - Date.now()), artifacts: seg.count }, 'callback failed; will retry');
+    log.warn({ url: target, ...detail, attempt: lane.failures, retry_in_ms: Math.round(lane.nextAt - Date.now()), artifacts: seg.count, ...context }, 'callback failed; will retry');
   }
 
   private bury(name: string, why: string): void {

@@ -1,6 +1,7 @@
 // A sprint written to a proof bundle: the batches are appended as they finish, the commitment
 // (SMST root and count) is built at the end and closes the file. Shared by `dit-poc generate`
 // and the tests.
+import { bundleRound } from '../bundle/format.js';
 import { BundleWriter } from '../bundle/writer.js';
 import type { NativeModel } from '../engine/native.js';
 import { NonceRunner } from '../engine/nonce-runner.js';
@@ -40,11 +41,7 @@ export async function generateBundle(o: GenerateBundleOptions): Promise<Generate
   const { round, node } = o;
   const writer = BundleWriter.create(
     o.out,
-    {
-      model: round.model, block_hash: round.blockHash, public_key: round.publicKey, block_height: o.blockHeight,
-      grid: round.grid, ctx_len: round.ctxLen, k_dim: round.kDim, stronger_rng: round.strongerRng,
-      precision: round.precision, weights: round.weights, weights_seed: round.weightsSeed, weights_identity: o.model.identity,
-    },
+    bundleRound(round, o.blockHeight, o.model.identity),
     { node_id: node.nodeId, node_count: node.nodeCount, group_id: node.groupId, n_groups: node.nGroups },
     { overwrite: o.overwrite },
   );
