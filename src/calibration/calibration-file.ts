@@ -38,7 +38,17 @@ export function readCalibration(model: string, root?: string): CalibrationFile |
 export function writeCalibration(file: CalibrationFile, root?: string): string {
   const p = calibrationPath(file.model, root);
   mkdirSync(dirname(p), { recursive: true });
-  writeFileSync(p, JSON.stringify(file, null, 2) + '\n');
+  // The same file holds the inference thresholds (calibrate --inference): keep them.
+  let kept: Record<string, unknown> = {};
+  if (existsSync(p)) {
+    try {
+      const old = JSON.parse(readFileSync(p, 'utf8')) as Record<string, unknown>;
+      if (old.inference !== undefined) kept = { inference: old.inference };
+    } catch {
+      // an unreadable old file is replaced whole
+    }
+  }
+  writeFileSync(p, JSON.stringify({ ...file, ...kept }, null, 2) + '\n');
   return p;
 }
 

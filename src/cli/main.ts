@@ -7,11 +7,13 @@ import { calibrateCommand } from './calibrate-command.js';
 import { InputError } from '../errors.js';
 import { EXIT_USAGE } from './errors.js';
 import { generateCommand } from './generate-command.js';
+import { inferCommand } from './infer-command.js';
 import { infoCommand } from './info-command.js';
 import { inspectCommand } from './inspect-command.js';
 import { priceCommand } from './price-command.js';
 import { serveCommand } from './serve-command.js';
 import { validateCommand } from './validate-command.js';
+import { verifyInferenceCommand } from './verify-inference-command.js';
 
 const program = new Command('dit-poc')
   .description('Proof-of-Compute engine for Wan2.2 video diffusion transformers (Gonka PoC)')
@@ -22,6 +24,8 @@ const program = new Command('dit-poc')
   .addCommand(artifactsCommand())
   .addCommand(calibrateCommand())
   .addCommand(priceCommand())
+  .addCommand(inferCommand())
+  .addCommand(verifyInferenceCommand())
   .addCommand(infoCommand())
   .addCommand(serveCommand());
 
