@@ -5,7 +5,7 @@ import { createReadStream } from 'node:fs';
 
 import { InputError } from '../errors.js';
 import { checkAssignment } from '../protocol/nonce-assignment.js';
-import { makeRound, parseGrid } from '../round/params.js';
+import { makeRound, weightsIdentity } from '../round/params.js';
 import {
   BUNDLE_FORMAT, BUNDLE_VERSION, MAX_BUNDLE_LINE_BYTES, type BundleArtifact, type BundleEnd, type BundleHeader,
 } from './format.js';
@@ -76,7 +76,7 @@ function checkHeaderStructure(v: unknown, path: string): BundleHeader {
 
 /**
  * The header rule: what `generate` could have written. The round passes the checks every command
- * applies to round parameters (known model, grid, ctx_len and k_dim ranges), the node assignment
+ * applies to round parameters (makeRound: known model, grid, ctx_len and k_dim), the node assignment
  * the checks of `generate`'s and the server's node options, the precision is one the engine has,
  * and the weights identity names the header's weights. One message per broken part.
  */
@@ -84,17 +84,12 @@ export function headerProblems(h: BundleHeader): string[] {
   const r = h.round, n = h.node;
   const problems: string[] = [];
   try {
-    makeRound({ model: r.model, blockHash: r.block_hash, publicKey: r.public_key, ctxLen: r.ctx_len, kDim: r.k_dim });
-  } catch (e) {
-    problems.push(`round: ${messageOf(e)}`);
-  }
-  try {
-    parseGrid(r.grid.join(','));
+    makeRound({ model: r.model, blockHash: r.block_hash, publicKey: r.public_key, grid: r.grid, ctxLen: r.ctx_len, kDim: r.k_dim });
   } catch (e) {
     problems.push(`round: ${messageOf(e)}`);
   }
   if (!['bf16', 'fp32', 'bf16-flash', 'fp8-attention'].includes(r.precision)) problems.push(`round: unknown precision ${JSON.stringify(r.precision)}`);
-  const names = r.weights === 'random' ? `random:${r.weights_seed}` : r.weights;
+  const names = weightsIdentity({ weights: r.weights, weightsSeed: r.weights_seed });
   // The engine appends "+transform" to the identity of transformed (deviation) weights.
   if (r.weights_identity !== names && !r.weights_identity.startsWith(`${names}+`))
     problems.push(`round: weights_identity ${r.weights_identity} does not name the weights ${r.weights === 'random' ? `random with seed ${r.weights_seed}` : r.weights}`);
