@@ -16,6 +16,7 @@ import { GenerationSession } from './generation.js';
 import { encoding, JobQueue, type JobQueueOptions } from './jobs.js';
 import type { ServerMetrics } from './metrics.js';
 import { checkCallbackUrl, HttpError, resolveRound, type Deployed } from './params.js';
+import { pointsAtSelf, type ListenAddress } from './self-address.js';
 import type { GenerateBody, InitGenerateBody } from './schemas.js';
 import type { Spool } from './spool.js';
 
@@ -50,11 +51,18 @@ export class PocService {
   private idleWaiters: Array<() => void> = [];
   private closing = false;
   private failedRound: FailedRound | null = null;
+  private listening: ListenAddress | null = null;
   readonly jobs: JobQueue;
 
   constructor(private readonly o: ServiceOptions) {
-    this.jobs = new JobQueue(o.devices, o.spool, () => this.whenIdle(), o.jobs, o.log.child({ part: 'jobs' }), (kind, outcome) =>
-      o.metrics.jobs.inc({ kind, outcome }),
+    this.jobs = new JobQueue(
+      o.devices,
+      o.spool,
+      () => this.whenIdle(),
+      o.jobs,
+      o.log.child({ part: 'jobs' }),
+      (kind, outcome) => o.metrics.jobs.inc({ kind, outcome }),
+      (device, computed, dropped) => o.metrics.countNonces(device, computed, dropped),
     );
   }
 
@@ -70,7 +78,7 @@ export class PocService {
     const nGroups = b.n_groups ?? 1;
     // The same rule as the CLI's --node-id/--node-count/--group-id/--n-groups.
     checkAssignment({ nodeId: b.node_id, nodeCount: b.node_count, groupId, nGroups });
-    const url = b.url ? checkCallbackUrl(b.url) : null;
+    const url = b.url ? this.callbackBase(b.url) : null;
     const batchSize = this.batchFor(round, b.batch_size);
     if (this.generating) throw new HttpError(409, 'Already generating');
     if (this.stopping) await this.stopping;
@@ -111,7 +119,7 @@ export class PocService {
   async generate(b: GenerateBody): Promise<Record<string, unknown>> {
     this.checkOpen();
     const round = resolveRound(this.o.deployed, b);
-    const url = b.url ? checkCallbackUrl(b.url) : null;
+    const url = b.url ? this.callbackBase(b.url) : null;
     let claims: Map<number, string> | undefined;
     if (b.validation) {
       claims = new Map();
@@ -216,6 +224,19 @@ export class PocService {
     }
     if (this.stopping) await this.stopping;
     return { status: 'OK', pow_status: { status: STOPPED } };
+  }
+
+  /** Where the HTTP server listens (callbacks must not point there). */
+  listeningOn(address: ListenAddress): void {
+    this.listening = address;
+  }
+
+  /** A request's callback base URL: absolute http(s), no credentials, not this server itself. */
+  private callbackBase(url: string): string {
+    const checked = checkCallbackUrl(url);
+    if (this.listening && pointsAtSelf(new URL(checked), this.listening))
+      throw new InputError(`url ${url} points at this server (${this.listening.host}:${this.listening.port}): callbacks must go to the decentralized-api`);
+    return checked;
   }
 
   /** Refuses new work (503) from now on; used by a graceful shutdown. */
