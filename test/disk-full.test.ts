@@ -181,7 +181,7 @@ describe.skipIf(!canMountTmpfs())('a real full disk (tmpfs)', () => {
     await rx.down(); // nothing is delivered: the spool grows until the disk is full
     const srv = await ServeProcess.start(
       ['--model', 'wan-tiny', '--weights', 'random', '--grid', '2,4,4', '--threads', '2', '--port', '0', '--spool-dir', join(mnt, 'spool'),
-        '--callback-interval', '0.2', '--retry-initial', '100', '--retry-max', '300', '--callback-timeout', '2', '--shutdown-timeout', '5', '--spool-max-mb', '512'],
+        '--callback-interval', '0.2', '--retry-initial', '100', '--retry-max', '300', '--callback-timeout', '2', '--shutdown-timeout', '5', '--spool-max-mb', '512', '--max-attempts', '100000'],
       {}, 30_000, onTmpfs(mnt, '96k'),
     );
     try {
