@@ -119,7 +119,7 @@ describe('spool on a full disk (injected ENOSPC)', () => {
 /** A model whose forward gives finite outputs at once (the bundle path, not the engine, is tested). */
 function fakeModel(): NativeModel {
   return {
-    config: modelInfo('wan-tiny'), identity: 'fake', backend: 'cpu', threads: 1, disposed: false,
+    config: modelInfo('wan-tiny'), identity: 'random:AB' /* the round's weights: the bundle header rule checks it */, backend: 'cpu', threads: 1, disposed: false,
     async forward(req) {
       return Float32Array.from({ length: req.nonces.length * 64 }, (_, i) => Math.cos(i) + 2);
     },
