@@ -11,6 +11,7 @@
 #include "backend.h"
 #include "backend_factory.h"
 #include "bf16.h"
+#include "host_memory.h"
 #include "model_config.h"
 #include "seeding.h"
 #include "weight_transforms.h"
@@ -152,6 +153,7 @@ class Model : public Napi::ObjectWrap<Model> {
   static Napi::Function Init(Napi::Env env) {
     return DefineClass(env, "Model",
                        {InstanceMethod("forward", &Model::Forward),
+                        InstanceMethod("denoise", &Model::Denoise),
                         InstanceMethod("tensor", &Model::GetTensor),
                         InstanceMethod("cancel", &Model::Cancel),
                         InstanceMethod("dispose", &Model::Dispose),
@@ -190,6 +192,7 @@ class Model : public Napi::ObjectWrap<Model> {
 
  private:
   Napi::Value Forward(const Napi::CallbackInfo& info);
+  Napi::Value Denoise(const Napi::CallbackInfo& info);
   Napi::Value GetTensor(const Napi::CallbackInfo& info) {
     auto env = info.Env();
     auto be = backend(env);
@@ -311,8 +314,8 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   return p;
 }
 
-// Runs one batch forward on a worker thread. Keeps the input typed arrays and the output
-// buffer alive (references) while native code reads and writes them in place.
+// Runs one batch forward (or one denoise) on a worker thread. Keeps the input typed arrays and
+// the output buffer alive (references) while native code reads and writes them in place.
 class ForwardWorker : public Napi::AsyncWorker {
  public:
   ForwardWorker(Napi::Env env, std::shared_ptr<Backend> be, std::shared_ptr<std::atomic<bool>> cancel)
@@ -320,13 +323,16 @@ class ForwardWorker : public Napi::AsyncWorker {
         cancel_(std::move(cancel)) {}
   Napi::Promise promise() { return deferred_.Promise(); }
   BatchRequest req;
+  bool is_denoise = false;  // run denoise_req instead of req
+  DenoiseRequest denoise_req;
   float* out = nullptr;
   std::vector<Napi::ObjectReference> keep;
   Napi::ObjectReference output;
 
   void Execute() override {
     try {
-      backend_->forward(req, out, cancel_.get());
+      if (is_denoise) backend_->denoise(denoise_req, out, cancel_.get());
+      else backend_->forward(req, out, cancel_.get());
     } catch (const std::exception& e) {
       SetError(e.what());
     }
@@ -429,6 +435,72 @@ Napi::Value Model::Forward(const Napi::CallbackInfo& info) {
       out = info[1].As<Napi::Float32Array>();
       if (out.ElementLength() != out_size)
         throw Napi::RangeError::New(env, "forward: out has " + std::to_string(out.ElementLength()) +
+                                             " elements, expected " + std::to_string(out_size));
+    } else {
+      out = Napi::Float32Array::New(env, out_size);
+    }
+    w->out = out.Data();
+    w->output = Napi::Persistent(out.As<Napi::Object>());
+  } catch (const Napi::Error&) {
+    delete w;
+    throw;
+  } catch (const std::exception& e) {
+    delete w;
+    throw Napi::Error::New(env, e.what());
+  }
+  auto p = w->promise();
+  w->Queue();
+  return p;
+}
+
+// denoise({latentShape: [C_in, F, H, W], latent: Float32Array, timestep, expert, ctxLen,
+//          contexts: Float32Array[], precision?}, out?: Float32Array) → Promise<Float32Array>
+// of contexts.length outputs [C_out, F, H, W], concatenated (SPEC §13 step 4).
+Napi::Value Model::Denoise(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  auto be = backend(env);
+  const ModelConfig& cfg = be->config();
+  if (!info[0].IsObject()) throw Napi::TypeError::New(env, "denoise: request object expected");
+  auto o = info[0].As<Napi::Object>();
+  auto* w = new ForwardWorker(env, be, new_cancel_flag());
+  try {
+    w->is_denoise = true;
+    DenoiseRequest& req = w->denoise_req;
+    auto shape = get(o, "latentShape");
+    if (!shape.IsArray() || shape.As<Napi::Array>().Length() != 4)
+      throw Napi::TypeError::New(env, "denoise: latentShape must be [C_in, F, H, W]");
+    auto sa = shape.As<Napi::Array>();
+    const char* names[4] = {"latentShape[0]", "latentShape[1]", "latentShape[2]", "latentShape[3]"};
+    for (uint32_t i = 0; i < 4; ++i) req.latent_shape[i] = to_count(sa.Get(i), names[i], 1 << 20);
+    req.timestep = static_cast<int>(to_count(get(o, "timestep"), "denoise: timestep", 999));
+    req.expert = static_cast<int>(to_count(get(o, "expert"), "denoise: expert", 1 << 20));
+    req.ctx_len = static_cast<int>(to_count(get(o, "ctxLen"), "denoise: ctxLen", 4096));
+    auto prec = get(o, "precision");
+    if (!prec.IsUndefined()) {
+      if (!prec.IsString()) throw Napi::TypeError::New(env, "denoise: precision must be a string");
+      req.precision = parse_precision(prec.As<Napi::String>().Utf8Value());
+    }
+    auto contexts = get(o, "contexts");
+    if (!contexts.IsArray()) throw Napi::TypeError::New(env, "denoise: contexts must be an array of Float32Array");
+    auto ca = contexts.As<Napi::Array>();
+    validate_denoise_shape(cfg, req);  // bounds the sizes below
+    const size_t latent_size = static_cast<size_t>(req.latent_shape[0] * req.latent_shape[1] *
+                                                   req.latent_shape[2] * req.latent_shape[3]);
+    req.latent = borrow_f32(w, get(o, "latent"), latent_size, "denoise: latent");
+    if (ca.Length() == 0) throw Napi::RangeError::New(env, "denoise: at least one context is needed");
+    const size_t context_size = static_cast<size_t>(req.ctx_len) * cfg.text_dim;
+    for (uint32_t i = 0; i < ca.Length(); ++i)
+      req.contexts.push_back(borrow_f32(w, ca.Get(i), context_size, "denoise: contexts[" + std::to_string(i) + "]"));
+    validate_denoise_request(cfg, req);
+    const size_t out_size = req.contexts.size() * static_cast<size_t>(be->denoise_output_size(req));
+    require_host_memory(static_cast<int64_t>(out_size * sizeof(float)), "denoise: the output");
+    Napi::Float32Array out;
+    if (info.Length() > 1 && !info[1].IsUndefined()) {
+      if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+        throw Napi::TypeError::New(env, "denoise: out must be a Float32Array");
+      out = info[1].As<Napi::Float32Array>();
+      if (out.ElementLength() != out_size)
+        throw Napi::RangeError::New(env, "denoise: out has " + std::to_string(out.ElementLength()) +
                                              " elements, expected " + std::to_string(out_size));
     } else {
       out = Napi::Float32Array::New(env, out_size);

@@ -49,10 +49,26 @@ struct BatchRequest {
   int ctx_len = 0;
   std::vector<NonceInput> nonces;
   std::vector<uint32_t> householder_seeds;  // per layer: seed32(block_hash + "_layer_i_householder")
+  // false: no Householder reflections at all (the SPEC §13 denoiser forward); householder_seeds
+  // must then be empty.
+  bool reflections = true;
   Precision precision = Precision::Bf16;
   // Deviation for calibration and cheat tests: 1 = the layer's block is skipped (its
   // reflection still applies). Empty = none skipped, as the protocol requires.
   std::vector<uint8_t> skip_layers;
+};
+
+// SPEC §13 step 4: one denoiser evaluation f(x, t, context) for one or more contexts that share
+// the latent and the timestep (CFG: [context_null, context]), batched into one forward.
+struct DenoiseRequest {
+  // [C_in, F, H, W]: the latent (VAE) grid; F, H, W multiples of the patch (1, 2, 2).
+  std::array<int64_t, 4> latent_shape{};
+  const float* latent = nullptr;         // row-major, C_in·F·H·W values
+  int timestep = 0;                      // 0..999
+  int expert = 0;                        // index into config.experts; every layer runs on it
+  int ctx_len = 0;                       // rows per context (512 for SPEC §13)
+  std::vector<const float*> contexts;    // each [ctx_len, text_dim] row-major
+  Precision precision = Precision::Bf16;
 };
 
 // Thrown when a cancel flag stops a forward between layers.
@@ -71,6 +87,11 @@ class Backend {
   // for a malformed request and Cancelled when *cancel becomes true.
   virtual void forward(const BatchRequest& req, float* out,
                        const std::atomic<bool>* cancel = nullptr) = 0;
+  // Output length per context of a denoise: C_out · F · H · W.
+  int64_t denoise_output_size(const DenoiseRequest& req) const;
+  // Writes f(x, t, context) for every context, [contexts, C_out, F, H, W]: the nonce forward
+  // with every layer on req.expert, no reflections, the head unpatchified. Throws like forward.
+  void denoise(const DenoiseRequest& req, float* out, const std::atomic<bool>* cancel = nullptr);
   const ModelConfig& config() const { return *weights_->config; }
   const ModelWeights& weights() const { return *weights_; }
 
@@ -81,6 +102,17 @@ class Backend {
 
 // Checks a request against the model: grid, ctx_len, routing lengths, timesteps, seeds.
 void validate_request(const ModelConfig& cfg, const BatchRequest& req);
+// Checks a denoise request: latent shape against C_in and the patch, timestep, expert, ctx_len,
+// contexts. Throws std::invalid_argument with the reason.
+void validate_denoise_request(const ModelConfig& cfg, const DenoiseRequest& req);
+// The same checks less the latent and context pointers (callers size their inputs after it).
+void validate_denoise_shape(const ModelConfig& cfg, const DenoiseRequest& req);
+// The nonce forward a denoise runs: one nonce per context, all sharing the latent pointer.
+BatchRequest denoise_batch(const ModelConfig& cfg, const DenoiseRequest& req);
+// Official Wan2.2 unpatchify of one sample: head output y [L, pt·ph·pw·C_out] with each token's
+// vector laid out (pt, ph, pw, c), c fastest, tokens (f, h, w) row-major over `grid` →
+// out [C_out, F·pt, H·ph, W·pw] with out[c, f·pt+a, h·ph+i, w·pw+j] = y[tok][((a·ph+i)·pw+j)·C_out+c].
+void unpatchify(const ModelConfig& cfg, const Grid& grid, const float* y, float* out);
 
 std::unique_ptr<Backend> make_cpu_backend(std::shared_ptr<const ModelWeights> weights, int threads);
 

@@ -541,6 +541,41 @@ void test_forward(ThreadPool& pool) {
     CHECK_THROWS_WITH(make_cuda_backend_streamed(cfg, "s", faulty(-1, 5), 0, 0), "sent twice");
   }
 
+  // The denoiser forward (SPEC §13 step 4): GPU vs CPU bf16-flash for two contexts on each
+  // expert; each context alone within rounding of the batched pass.
+  {
+    const int64_t lat = int64_t(cfg.in_channels) * 3 * 4 * 6, Lc = 24;
+    std::vector<float> z(lat), ca(Lc * cfg.text_dim), cb(ca.size());
+    normal(21, lat, z.data());
+    normal(22, int64_t(ca.size()), ca.data());
+    normal(23, int64_t(cb.size()), cb.data());
+    DenoiseRequest d;
+    d.latent_shape = {cfg.in_channels, 3, 4, 6};
+    d.latent = z.data();
+    d.ctx_len = static_cast<int>(Lc);
+    d.contexts = {ca.data(), cb.data()};
+    d.timestep = 900;
+    const int64_t n = gpu_b->denoise_output_size(d);
+    for (int expert = 0; expert < cfg.num_experts(); ++expert) {
+      d.expert = expert;
+      d.precision = Precision::Bf16Flash;
+      std::vector<float> yc(2 * n), yg(2 * n, std::nanf("")), one(n, std::nanf(""));
+      cpu_b->denoise(d, yc.data());
+      d.precision = Precision::Bf16;
+      gpu_b->denoise(d, yg.data());
+      for (int k = 0; k < 2; ++k) {
+        const double e = rel_l2(yg.data() + k * n, yc.data() + k * n, n);
+        std::printf("denoise expert %d context %d: relative L2 gpu vs cpu bf16-flash %.2e\n", expert, k, e);
+        CHECK_MSG(e < 1e-2, "denoise expert %d context %d: %g", expert, k, e);
+      }
+      DenoiseRequest alone = d;
+      alone.contexts = {cb.data()};
+      gpu_b->denoise(alone, one.data());
+      const double e1 = rel_l2(one.data(), yg.data() + n, n);
+      CHECK_MSG(e1 < 1e-2, "denoise context alone vs batched: %g", e1);
+    }
+  }
+
   // Errors: fp32 is CPU-only; an impossible batch names the largest that fits.
   {
     auto* cb = dynamic_cast<CudaBackend*>(gpu_b.get());

@@ -56,6 +56,23 @@ export interface NativeForwardRequest {
   skipLayers?: Uint8Array;
 }
 
+/** SPEC §13 step 4: one denoiser evaluation f(x, t, context) per context, batched. */
+export interface NativeDenoiseRequest {
+  /** [C_in, F, H, W]: the latent (VAE) grid; F ≥ 1, H and W even (patch 1,2,2). */
+  latentShape: [number, number, number, number];
+  /** row-major, length C_in·F·H·W */
+  latent: Float32Array;
+  /** integer timestep in [0, 999] (the scheduler's int64 truncation of 1000·σ) */
+  timestep: number;
+  /** index into config.experts; every layer runs on this expert (single-expert models: 0) */
+  expert: number;
+  /** rows per context (512 for SPEC §13: contexts are zero-padded to 512 by the caller) */
+  ctxLen: number;
+  /** one or more contexts, each [ctxLen, 4096] row-major; the passes share latent and timestep (CFG: [context_null, context]) */
+  contexts: Float32Array[];
+  precision?: Precision;
+}
+
 export interface NativeModel {
   readonly config: ModelInfo;
   readonly identity: string;
@@ -63,6 +80,12 @@ export interface NativeModel {
   readonly threads: number;
   readonly disposed: boolean;
   forward(req: NativeForwardRequest, out?: Float32Array): Promise<Float32Array>;
+  /**
+   * The §5 forward with every layer on `expert`, no Householder reflections, the head output
+   * unpatchified (official Wan2.2 layout). Resolves to contexts.length outputs concatenated,
+   * each [C_out, F, H, W]; written into `out` when given (its length must match).
+   */
+  denoise(req: NativeDenoiseRequest, out?: Float32Array): Promise<Float32Array>;
   tensor(expert: number, name: string): Float32Array;
   cancel(): void;
   dispose(): void;

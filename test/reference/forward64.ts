@@ -12,6 +12,9 @@
  *   context  [ctxLen, textDim]
  *   x        [L, D], tokens in (f, h, w) row-major order, L = F·H·W
  *   y        [L, pt·ph·pw·C_out], the head's own output order (no unpatchify)
+ *
+ * referenceDenoise (SPEC §13 step 4) is the same forward on one expert without reflections,
+ * its output unpatchified to [C_out, F·pt, H·ph, W·pw] as the official WanModel.unpatchify.
  */
 
 export interface RefConfig {
@@ -589,18 +592,26 @@ export function referenceForward(
   inputs: RefInputs,
   opts: RefOptions,
 ): Float64Array {
-  const { dim: D, numLayers } = cfg;
-  if (numLayers < 1) throw new Error('numLayers must be ≥ 1');
-  if (cfg.numHeads * cfg.headDim !== D) throw new Error('numHeads·headDim must equal dim');
-  if (cfg.headDim % 2 !== 0) throw new Error('headDim must be even');
-  if (cfg.freqDim % 2 !== 0) throw new Error('freqDim must be even');
+  const { numLayers } = cfg;
+  checkConfig(cfg);
   if (inputs.experts.length !== numLayers) throw new Error(`experts: want ${numLayers} routing bits`);
   if (inputs.householder.length !== numLayers) throw new Error(`householder: want ${numLayers} vectors`);
   if (inputs.context.length !== inputs.ctxLen * cfg.textDim) throw new Error('context: shape mismatch');
   if (!Number.isInteger(inputs.timestep)) throw new Error('timestep must be an integer');
-  const round = opts.roundBf16;
+  return forwardTokens(cfg, new WeightStore(cfg, weights), inputs, true, opts.roundBf16);
+}
+
+function checkConfig(cfg: RefConfig): void {
+  if (cfg.numLayers < 1) throw new Error('numLayers must be ≥ 1');
+  if (cfg.numHeads * cfg.headDim !== cfg.dim) throw new Error('numHeads·headDim must equal dim');
+  if (cfg.headDim % 2 !== 0) throw new Error('headDim must be even');
+  if (cfg.freqDim % 2 !== 0) throw new Error('freqDim must be even');
+}
+
+/** Steps 5–8 on validated inputs; `reflect` = false leaves out every Householder reflection. */
+function forwardTokens(cfg: RefConfig, W: WeightStore, inputs: RefInputs, reflect: boolean, round: boolean): Vec {
+  const { dim: D, numLayers } = cfg;
   const L = inputs.grid[0] * inputs.grid[1] * inputs.grid[2];
-  const W = new WeightStore(cfg, weights);
   const r = Array.from(inputs.experts, (b) => {
     if (b !== 0 && b !== 1) throw new Error(`routing bit ${b} is not 0|1`);
     return b;
@@ -616,10 +627,104 @@ export function referenceForward(
   // Step 7: blocks, each followed by the per-layer Householder reflection.
   for (let i = 0; i < numLayers; i++) {
     block(cfg, W, i, r[i]!, res, cond.get(r[i]!)!, inputs, round);
-    householderInPlace(res, L, D, inputs.householder[i]!);
+    if (reflect) householderInPlace(res, L, D, inputs.householder[i]!);
   }
 
   // Step 8: head with the last layer's expert and its e.
   const xl = r[numLayers - 1]!;
   return head(cfg, W, xl, res, L, cond.get(xl)!.e);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Denoiser forward (SPEC §13 step 4)
+// ---------------------------------------------------------------------------------------------
+
+export interface RefDenoiseInputs {
+  /** [C_in, F, H, W], F/H/W multiples of the patch */
+  latentShape: [number, number, number, number];
+  /** row-major [C_in, F, H, W] */
+  latent: Float32Array;
+  /** one context [ctxLen, textDim] row-major */
+  context: Float32Array;
+  ctxLen: number;
+  /** integer 0..999 */
+  timestep: number;
+  /** the expert every layer runs on */
+  expert: number;
+}
+
+/**
+ * Unpatchify as the official Wan2.2 `WanModel.unpatchify` (architecture §2.5): the token
+ * vector is viewed as (pt, ph, pw, C) with C fastest, tokens (f, h, w) row-major, and scattered
+ * to out[c, f·pt + a, h·ph + i, w·pw + j]. y [L, pt·ph·pw·C] → [C, F·pt, H·ph, W·pw].
+ */
+export function unpatchify(
+  y: ArrayLike<number>,
+  C: number,
+  grid: readonly [number, number, number],
+  patch: readonly [number, number, number],
+): Float64Array {
+  const [F, H, W] = grid;
+  const [pt, ph, pw] = patch;
+  const V = pt * ph * pw * C;
+  if (y.length !== F * H * W * V) throw new Error(`unpatchify: y has ${y.length}, want ${F * H * W}×${V}`);
+  const FF = F * pt, HH = H * ph, WW = W * pw;
+  const out = new Float64Array(C * FF * HH * WW);
+  for (let f = 0; f < F; f++) {
+    for (let h = 0; h < H; h++) {
+      for (let w = 0; w < W; w++) {
+        const tok = (f * H + h) * W + w;
+        for (let a = 0; a < pt; a++) {
+          for (let i = 0; i < ph; i++) {
+            for (let j = 0; j < pw; j++) {
+              for (let c = 0; c < C; c++) {
+                const src = tok * V + ((a * ph + i) * pw + j) * C + c;
+                out[((c * FF + f * pt + a) * HH + h * ph + i) * WW + w * pw + j] = y[src]!;
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * SPEC §13 step 4's f(x, t, context) in float64: the §5 forward on the given latent, timestep
+ * and context with every layer on `expert`, no Householder reflections, and the head output
+ * unpatchified to the latent's shape. Returns [C_out, F, H, W] row-major.
+ */
+export function referenceDenoise(
+  cfg: RefConfig,
+  weights: WeightGetter,
+  inputs: RefDenoiseInputs,
+  opts: RefOptions,
+): Float64Array {
+  checkConfig(cfg);
+  const [C, F, H, W] = inputs.latentShape;
+  const [pt, ph, pw] = cfg.patch;
+  if (C !== cfg.inChannels) throw new Error(`latent has ${C} channels, want ${cfg.inChannels}`);
+  if (F % pt !== 0 || H % ph !== 0 || W % pw !== 0) throw new Error('latent shape is not a multiple of the patch');
+  if (inputs.latent.length !== C * F * H * W) throw new Error('latent: shape mismatch');
+  if (inputs.context.length !== inputs.ctxLen * cfg.textDim) throw new Error('context: shape mismatch');
+  if (!Number.isInteger(inputs.timestep)) throw new Error('timestep must be an integer');
+  if (inputs.expert !== 0 && inputs.expert !== 1) throw new Error(`expert ${inputs.expert} is not 0|1`);
+  const grid: [number, number, number] = [F / pt, H / ph, W / pw];
+  const y = forwardTokens(
+    cfg,
+    new WeightStore(cfg, weights),
+    {
+      grid,
+      latent: inputs.latent,
+      context: inputs.context,
+      ctxLen: inputs.ctxLen,
+      timestep: inputs.timestep,
+      experts: new Array<number>(cfg.numLayers).fill(inputs.expert),
+      householder: [],
+    },
+    false,
+    opts.roundBf16,
+  );
+  return unpatchify(y, cfg.outChannels, grid, cfg.patch);
 }

@@ -1,5 +1,7 @@
 // The CPU backend: SPEC §5 steps 1–8 for a batch of nonces, nonces routed to the same expert
-// at a layer sharing one GEMM per projection.
+// at a layer sharing one GEMM per projection. The SPEC §13 denoiser forward runs through the
+// same code (Backend::denoise): reflections off, and passes sharing a latent and a timestep
+// share its embedding and time MLPs.
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -108,6 +110,7 @@ class Buffer {
     }
     return mem_.get();
   }
+  size_t bytes() const { return cap_ * sizeof(float); }
 
  private:
   struct Free {
@@ -126,7 +129,27 @@ struct Workspace {
   Buffer xs, patches, latent, gathered;
   Buffer text_in, text_hidden;       // one nonce's text features and hidden layer
   std::vector<Buffer> ctx;           // per expert: every nonce's embedded context [B, ctx_len, D]
+
+  size_t bytes() const {
+    size_t n = 0;
+    for (const Buffer* b : {&h, &q, &k, &v, &a, &o, &f, &ck, &cv, &ctx_members, &mod, &xs, &patches, &latent,
+                            &gathered, &text_in, &text_hidden})
+      n += b->bytes();
+    for (const Buffer& b : ctx) n += b.bytes();
+    return n;
+  }
 };
+
+// Host bytes the workspace needs for a forward of `batch` nonces (its buffers at their largest
+// use), so a request too large is refused up front instead of ending in an OOM kill.
+double workspace_bytes(const ModelConfig& cfg, const Grid& grid, int ctx_len, int64_t batch) {
+  const double B = static_cast<double>(batch), L = static_cast<double>(grid.tokens()), Lc = ctx_len;
+  const double D = cfg.dim, F = cfg.ffn_dim, P = cfg.patch_in(), O = cfg.head_out(), E = cfg.num_experts();
+  // xs, patches, gathered, h/q/k/v/a/o, f (or the head output); cross-attention, contexts;
+  // text MLP; one seeded latent (as many values as the patches of one nonce); modulation.
+  return 4 * (B * L * (D + P + std::max(D, P) + 6 * D + std::max(F, O)) + B * Lc * D * (3 + E) +
+              Lc * (cfg.text_dim + D) + L * P + B * 6 * D);
+}
 
 class CpuBackend final : public Backend {
  public:
@@ -230,6 +253,15 @@ void CpuBackend::forward(const BatchRequest& req, float* out, const std::atomic<
   const int64_t B = static_cast<int64_t>(req.nonces.size());
   if (B == 0) return;
   std::lock_guard<std::mutex> lock(forward_mu_);
+  {
+    // What the workspace holds already is reused, not allocated again.
+    const double need = workspace_bytes(cfg, req.grid, req.ctx_len, B) - static_cast<double>(ws_.bytes());
+    if (need > 0)
+      require_host_memory(need > 9e18 ? INT64_MAX : static_cast<int64_t>(need),
+                          "a CPU forward of " + std::to_string(B) + " pass(es) of " + cfg.id + " at grid [" +
+                              std::to_string(req.grid.frames) + ", " + std::to_string(req.grid.height) + ", " +
+                              std::to_string(req.grid.width) + "], ctx_len " + std::to_string(req.ctx_len));
+  }
   const int D = cfg.dim;
   const int64_t L = req.grid.tokens();
   const int Lc = req.ctx_len;
@@ -253,16 +285,26 @@ void CpuBackend::forward(const BatchRequest& req, float* out, const std::atomic<
     if (users.empty()) continue;
     const Expert& ex = experts_[x];
     const int64_t G = static_cast<int64_t>(users.size());
-    // Time embedding and projection, fp32 inputs (the official time MLPs run in fp32).
-    std::vector<float> sin_emb(G * cfg.freq_dim), t1(G * D), e(G * D), e_silu(G * D), e0(G * 6 * D);
-    for (int64_t g = 0; g < G; ++g)
-      cpu::timestep_sinusoid(req.nonces[users[g]].timestep, cfg.freq_dim, sin_emb.data() + g * cfg.freq_dim);
-    gemm(sin_emb.data(), G, ex.time0, t1.data(), false);
-    cpu::silu_inplace(t1.data(), G * D, pool_);
-    gemm(t1.data(), G, ex.time2, e.data(), false);
+    // Time embedding and projection once per distinct timestep (the passes of a denoise share
+    // one), fp32 inputs (the official time MLPs run in fp32). A GEMM row's bits do not depend
+    // on the other rows, so sharing changes no value.
+    std::vector<int> steps;
+    std::vector<int64_t> step_row(G);
+    for (int64_t g = 0; g < G; ++g) {
+      const int t = req.nonces[users[g]].timestep;
+      const auto it = std::find(steps.begin(), steps.end(), t);
+      step_row[g] = it - steps.begin();
+      if (it == steps.end()) steps.push_back(t);
+    }
+    const int64_t T = static_cast<int64_t>(steps.size());
+    std::vector<float> sin_emb(T * cfg.freq_dim), t1(T * D), e(T * D), e_silu(T * D), e0(T * 6 * D);
+    for (int64_t r = 0; r < T; ++r) cpu::timestep_sinusoid(steps[r], cfg.freq_dim, sin_emb.data() + r * cfg.freq_dim);
+    gemm(sin_emb.data(), T, ex.time0, t1.data(), false);
+    cpu::silu_inplace(t1.data(), T * D, pool_);
+    gemm(t1.data(), T, ex.time2, e.data(), false);
     e_silu = e;
-    cpu::silu_inplace(e_silu.data(), G * D, pool_);
-    gemm(e_silu.data(), G, ex.time_proj, e0.data(), false);
+    cpu::silu_inplace(e_silu.data(), T * D, pool_);
+    gemm(e_silu.data(), T, ex.time_proj, e0.data(), false);
     // Text embedding (bf16 GEMM inputs), one nonce at a time to bound memory.
     float* ctx_x = ws_.ctx[x].get(static_cast<size_t>(B * ctx_rows));
     float* c = ws_.text_in.get(static_cast<size_t>(Lc) * cfg.text_dim);
@@ -270,8 +312,9 @@ void CpuBackend::forward(const BatchRequest& req, float* out, const std::atomic<
     for (int64_t g = 0; g < G; ++g) {
       const NonceInput& n = req.nonces[users[g]];
       Conditioning& cd = cond[users[g]][x];
-      cd.e.assign(e.begin() + g * D, e.begin() + (g + 1) * D);
-      cd.e0.assign(e0.begin() + g * 6 * D, e0.begin() + (g + 1) * 6 * D);
+      const int64_t r = step_row[g];
+      cd.e.assign(e.begin() + r * D, e.begin() + (r + 1) * D);
+      cd.e0.assign(e0.begin() + r * 6 * D, e0.begin() + (r + 1) * 6 * D);
       const float* cptr = n.context;
       if (!cptr) {
         normal(n.context_seed, static_cast<int64_t>(Lc) * cfg.text_dim, c, &pool_);
@@ -288,9 +331,22 @@ void CpuBackend::forward(const BatchRequest& req, float* out, const std::atomic<
   const int pt = cfg.patch[0], ph = cfg.patch[1], pw = cfg.patch[2];
   const int P = cfg.patch_in();
   const int Fz = req.grid.frames * pt, Hz = req.grid.height * ph, Wz = req.grid.width * pw;
+  // A nonce with the same explicit latent and first expert as an earlier one (the passes of a
+  // denoise) takes that one's embedded rows: patchified and embedded once, the same bits.
+  std::vector<int64_t> embed_from(B);
+  for (int64_t b = 0; b < B; ++b) {
+    embed_from[b] = b;
+    const NonceInput& n = req.nonces[b];
+    for (int64_t o = 0; o < b && n.latent; ++o)
+      if (req.nonces[o].latent == n.latent && expert_of(req.nonces[o].experts[0]) == expert_of(n.experts[0])) {
+        embed_from[b] = o;
+        break;
+      }
+  }
   float* xs = ws_.xs.get(static_cast<size_t>(B * L * D));
   float* patches = ws_.patches.get(static_cast<size_t>(B * L * P));
   for (int64_t b = 0; b < B; ++b) {
+    if (embed_from[b] != b) continue;
     const NonceInput& n = req.nonces[b];
     const float* z = n.latent;
     if (!z) {
@@ -339,7 +395,8 @@ void CpuBackend::forward(const BatchRequest& req, float* out, const std::atomic<
   };
 
   for (int x = 0; x < cfg.num_experts(); ++x) {
-    const auto members = members_of(x, [&](int64_t b) { return expert_of(req.nonces[b].experts[0]); });
+    const auto members = members_of(
+        x, [&](int64_t b) { return embed_from[b] == b ? expert_of(req.nonces[b].experts[0]) : -1; });
     if (members.empty()) continue;
     const int64_t G = static_cast<int64_t>(members.size());
     const float* pin = gather(members, patches, L * P, ws_.gathered);
@@ -347,14 +404,18 @@ void CpuBackend::forward(const BatchRequest& req, float* out, const std::atomic<
     gemm(pin, G * L, experts_[x].patch, pout, round);
     scatter(members, pout, xs, L * D);
   }
+  for (int64_t b = 0; b < B; ++b)
+    if (embed_from[b] != b) std::memcpy(xs + b * L * D, xs + embed_from[b] * L * D, sizeof(float) * L * D);
 
-  // Step 7: blocks with per-layer routing, then the seeded Householder reflection.
+  // Step 7: blocks with per-layer routing, then the seeded Householder reflection (unless the
+  // request turns reflections off).
   const cpu::RopeTable rope =
       cpu::make_rope_table(req.grid.frames, req.grid.height, req.grid.width, cfg.head_dim);
   for (int i = 0; i < cfg.num_layers; ++i) {
     check_cancel();
     if (!req.skip_layers.empty() && req.skip_layers[i]) {
-      cpu::reflect_rows(xs, B * L, D, householder_vector(req.householder_seeds[i], D).data(), pool_);
+      if (req.reflections)
+        cpu::reflect_rows(xs, B * L, D, householder_vector(req.householder_seeds[i], D).data(), pool_);
       continue;
     }
     for (int x = 0; x < cfg.num_experts(); ++x) {
@@ -367,6 +428,7 @@ void CpuBackend::forward(const BatchRequest& req, float* out, const std::atomic<
       run_block(experts_[x].blocks[i], rows, c, ctx, L, Lc, rope, req.precision);
       scatter(members, rows, xs, L * D);
     }
+    if (!req.reflections) continue;
     const std::vector<float> w = householder_vector(req.householder_seeds[i], D);
     cpu::reflect_rows(xs, B * L, D, w.data(), pool_);
   }

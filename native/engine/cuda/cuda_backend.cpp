@@ -635,7 +635,7 @@ void CudaBackendImpl::prepare_tables(const BatchRequest& req) {
     DITPOC_CUDA_CHECK(cudaStreamSynchronize(stream_));
     rope_grid_ = g;
   }
-  if (hh_seeds_ != req.householder_seeds) {
+  if (req.reflections && hh_seeds_ != req.householder_seeds) {
     std::vector<float> hh(static_cast<size_t>(cfg.num_layers) * cfg.dim);
     for (int i = 0; i < cfg.num_layers; ++i) {
       const std::vector<float> w = householder_vector(req.householder_seeds[i], cfg.dim);
@@ -878,10 +878,11 @@ void CudaBackendImpl::forward(const BatchRequest& req, float* out, const std::at
     // Keep at most one layer queued ahead of the GPU so a cancel takes effect within a layer.
     if (i >= 2) DITPOC_CUDA_CHECK(cudaEventSynchronize(pace_[i % 2]));
     check_cancel();
-    const float* hh = hh_all + static_cast<int64_t>(i) * D;
+    // No reflections (the denoiser forward): the last residual kernel gets no vector.
+    const float* hh = req.reflections ? hh_all + static_cast<int64_t>(i) * D : nullptr;
     if (!req.skip_layers.empty() && req.skip_layers[i]) {
       Profiler::Scope p(*prof_, kOpResidual);
-      cuda::residual_reflect(xs, nullptr, nullptr, 0, L, B * L, static_cast<int>(D), hh, s);
+      if (hh) cuda::residual_reflect(xs, nullptr, nullptr, 0, L, B * L, static_cast<int>(D), hh, s);
     } else {
       for (int x = 0; x < E; ++x) {
         const auto members = members_of(i, x);

@@ -2,7 +2,9 @@
 // cuBLASLt GEMMs (native/engine/cuda/lt_gemm.h). Same orchestration as the CPU backend
 // (cpu/cpu_backend.cpp): per-nonce conditioning per expert used, patch embedding with the
 // first layer's expert, per-layer expert groups (one GEMM per projection and expert), the
-// seeded Householder reflection after every block, the head of the last layer's expert.
+// seeded Householder reflection after every block (none when the request turns reflections
+// off: the SPEC §13 denoiser forward, which Backend::denoise runs through forward()), the head
+// of the last layer's expert.
 //
 // Precision (SPEC §7): Bf16 and Bf16Flash both run the flash-attention kernel, whose P·V
 // takes the probabilities in bf16 (the CPU's Bf16 keeps them fp32: more precise, which §7
