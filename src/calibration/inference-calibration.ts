@@ -207,8 +207,9 @@ export async function calibrateInference(o: InferenceCalibrationOptions): Promis
   } finally {
     ref.dispose();
   }
-  // SPEC §13 step 7: thresholds at 1 % false-positive rate of the worst honest class.
-  const statTest = { quantile: 0.99, margin: 1, floor: 1e-6 };
+  // SPEC §13 step 7: the 1 %-false-positive point (p99) of the worst honest class, with 1.5×
+  // headroom for honest runtimes not measured here, as the PoC calibration (§10) keeps.
+  const statTest = { quantile: 0.99, margin: 1.5, floor: 1e-6 };
   const build = (dist: Map<string, number[]>, what: string) =>
     buildCalibrationResult({
       model: o.cfg.id,

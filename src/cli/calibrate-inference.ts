@@ -4,9 +4,9 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 
-import { calibrateInference, inferenceVariants, type InferenceRuntime } from '../calibration/inference-calibration.js';
+import { calibrateInference, inferenceVariants, type InferenceCalibrationRun, type InferenceRuntime } from '../calibration/inference-calibration.js';
+import type { CalibrationResult } from '../calibration/report.js';
 import { writeInferenceCalibration } from '../calibration/inference-thresholds.js';
-import { calibrationMarkdown } from '../calibration/report.js';
 import { addon } from '../engine/native.js';
 import { InputError } from '../errors.js';
 import { latentShape } from '../inference/conditioning.js';
@@ -37,13 +37,66 @@ export interface InferenceCalibrateOptions {
   commit: string;
 }
 
-// The PoC report as a section: its title replaced, its binomial nonce-sampling power table
-// dropped (spot-checking segments has its own power table below).
-function section(markdown: string, title: string): string {
-  return markdown.replace(/^# .*$/m, title).replace(/## Detection power[\s\S]*?(?=## Plots|$)/, '').replace(/^## /gm, '### ').replace(/^### (Per segment|Final latent)/m, '## $1');
+const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
+
+const num = (x: number) => (x === 0 ? '0' : Math.abs(x) >= 1e-3 && Math.abs(x) < 1e4 ? String(+x.toPrecision(3)) : x.toExponential(2));
+
+function distanceTable(r: CalibrationResult): string[] {
+  return [
+    `| configuration | kind | p50 | p98 | max | above ${num(r.stat_test.dist_threshold)} | AUC | pAUC@1 % |`,
+    '|---|---|--:|--:|--:|--:|--:|--:|',
+    ...r.deviations.map((d) => `| ${d.name} | ${d.kind} | ${num(d.distances.p50)} | ${num(d.distances.p98)} | ${num(d.distances.max)} | ${pct(d.mismatch_rate_at_threshold)} | ${d.auc === null ? '—' : d.auc.toFixed(4)} | ${d.pauc_1pct === null ? '—' : d.pauc_1pct.toFixed(4)} |`),
+  ];
 }
 
-const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
+/** The inference calibration report: distances per segment and for the final latent, thresholds, spot-check power. */
+function inferenceMarkdown(run: InferenceCalibrationRun, figures: { title: string; path: string }[], o: { intro: string; environment: Record<string, unknown> }): string {
+  const n = run.segmentsPerGeneration;
+  const touched = [...new Set(run.power.map((p) => p.touched))];
+  const ks = [...new Set(run.power.map((p) => p.k))];
+  const malign = run.segments.deviations.filter((d) => d.kind === 'malign');
+  return [
+    `# ${run.segments.model}: inference-validation calibration (SPEC §13 step 7)`,
+    '',
+    `${o.intro} Distances are relative L2 ‖a − b‖/‖b‖ of latents. **Benign** configurations are honest runtimes acting as the ` +
+      "validator of the reference's generations: each segment is resumed from the reference's checkpoint j and run to j+1, and a full " +
+      "replay gives the final latent. **Malign** configurations are cheats acting as the executor: an honest validator (the reference) " +
+      "resumes each of the cheat's checkpoints and compares with the cheat's next one; the final latent is compared with the honest one. " +
+      'Cheats with fewer steps present their checkpoints under the honest steps.',
+    '',
+    ...Object.entries(o.environment).map(([k, v]) => `- **${k}**: ${k === 'command' || k === 'commit' ? `\`${String(v)}\`` : String(v)}`),
+    '',
+    '## Thresholds',
+    '',
+    `- per segment: **${num(run.segments.stat_test.dist_threshold)}** — ${run.segments.stat_test.basis}`,
+    `- final latent (full replay): **${num(run.final.stat_test.dist_threshold)}** — ${run.final.stat_test.basis}`,
+    '',
+    '## Per segment',
+    '',
+    ...distanceTable(run.segments),
+    '',
+    '## Final latent (full replay)',
+    '',
+    ...distanceTable(run.final),
+    '',
+    'AUC: probability that a malign distance exceeds an honest one (all benign classes pooled, ties ½). pAUC@1 %: area under the ROC for ' +
+      'false-positive rates up to 1 %, divided by 0.01 (1 = perfect, chance 0.005).',
+    '',
+    '## Spot-check detection power',
+    '',
+    `Probability that checking K of the ${n} segments finds a mismatch when a cheat touches t segments of a generation: segments are ` +
+      "drawn without replacement, and a touched segment mismatches at the configuration's rate m above (measured with the cheat on " +
+      'every step; cheats that only change some steps, such as a wrong boundary, touch only those segments).',
+    '',
+    `| configuration | m | ${touched.flatMap((t) => ks.map((k) => `t=${t}, K=${k}`)).join(' | ')} |`,
+    `|---|--:|${touched.flatMap(() => ks.map(() => '--:')).join('|')}|`,
+    ...malign.map((d) => `| ${d.name} | ${pct(d.mismatch_rate_at_threshold)} | ${touched.flatMap((t) => ks.map((k) => pct(run.power.find((p) => p.deviation === d.name && p.touched === t && p.k === k)!.power))).join(' | ')} |`),
+    '',
+    run.caughtByNoise.length > 0 ? `Caught bit-exactly by the noise check (checkpoint 0 is not the request's noise) whatever the distances: ${run.caughtByNoise.join(', ')}.` : '',
+    '',
+    ...figures.flatMap((f) => [`![${f.title}](${f.path})`, '']),
+  ].join('\n');
+}
 
 export async function runInferenceCalibration(o: InferenceCalibrateOptions): Promise<void> {
   const cfg = modelInfo(o.model);
@@ -89,31 +142,12 @@ export async function runInferenceCalibration(o: InferenceCalibrateOptions): Pro
     writeFileSync(join(outDir, 'roc.png'), await rocPng(malign.map((v) => ({ label: v.name, ...rocCurve(honestSeg, run.segmentDistances.get(v.name)!) })), { title: `${cfg.id}: honest vs each cheat, per segment (ROC)` }));
     figures.push({ title: 'ROC per segment: honest vs each cheat', path: 'roc.png' });
   }
-  const md: string[] = [
-    `# ${cfg.id}: inference-validation calibration (SPEC §13 step 7)`,
-    '',
-    `${o.runs} generations of ${o.width}×${o.height}×${o.frames} (latent ${latentShape(cfg, o.width, o.height, o.frames).join('×')}), ${steps} steps, ` +
-      `${run.segmentsPerGeneration} checkpoint segments each; reference: CPU, bf16. Distances are relative L2 of latents. ` +
-      'Benign variants validate the reference (segment replays, and a full replay for the final latent); malign variants execute and an honest validator replays their segments. ' +
-      'Thresholds sit at the 99th percentile (1 % false-positive rate) of the worst honest class.',
-    '',
-    section(calibrationMarkdown(run.segments, figures), '## Per segment'),
-    '',
-    section(calibrationMarkdown(run.final, []), '## Final latent (full replay)'),
-    '',
-    '## Spot-check detection power',
-    '',
-    `Probability that checking K of the ${run.segmentsPerGeneration} segments finds at least one mismatch when the cheat touches the given number of segments ` +
-      '(hypergeometric draw of segments; each touched segment mismatches at the configuration\'s per-segment rate m).',
-    '',
-    '| configuration | m | touched | K | power |',
-    '|---|--:|--:|--:|--:|',
-    ...run.power.map((p) => `| ${p.deviation} | ${pct(run.segments.deviations.find((x) => x.name === p.deviation)!.mismatch_rate_at_threshold)} | ${p.touched} | ${p.k} | ${pct(p.power)} |`),
-    '',
-    run.caughtByNoise.length > 0 ? `Caught bit-exactly by the noise check (checkpoint 0 is not the request's noise), whatever the distances: ${run.caughtByNoise.join(', ')}.` : '',
-    '',
-  ];
-  writeFileSync(join(outDir, 'report.md'), md.join('\n'));
+  const md = inferenceMarkdown(run, figures, {
+    intro: `${o.runs} generations of ${o.width}×${o.height}×${o.frames} (latent ${latentShape(cfg, o.width, o.height, o.frames).join('×')}), ${steps} steps, ` +
+      `${run.segmentsPerGeneration} checkpoint segments each; reference: the CPU backend at bf16.`,
+    environment,
+  });
+  writeFileSync(join(outDir, 'report.md'), md);
   writeFileSync(join(outDir, 'calibration.json'), JSON.stringify({ segments: run.segments, final: run.final, power: run.power, caught_by_noise: run.caughtByNoise }, null, 2) + '\n');
 
   const thresholds = { segment: run.segments.stat_test.dist_threshold, final: run.final.stat_test.dist_threshold };
@@ -122,7 +156,7 @@ export async function runInferenceCalibration(o: InferenceCalibrateOptions): Pro
   if (o.writeCalibration) {
     const p = writeInferenceCalibration(cfg.id, {
       runtime_pairs: pairs,
-      basis: `99th percentile (1 % FPR) of the worst honest class over ${benign.length} honest classes; ${o.runs} generations, ${steps} steps, ${o.width}×${o.height}×${o.frames}`,
+      basis: `1.5 × the 99th percentile (1 % FPR) of the worst honest class over ${benign.length} honest classes; ${o.runs} generations, ${steps} steps, ${o.width}×${o.height}×${o.frames}`,
       steps, size: `${o.width}x${o.height}x${o.frames}`, runs: o.runs, created: date, command,
     }, o.calibrationDir);
     process.stderr.write(`inference thresholds written to ${relative(process.cwd(), p) || p}\n`);
