@@ -46,20 +46,26 @@ struct ForwardTiming {
   int reps = 0;
 };
 
-// backend->forward timed over at least 3 runs and `min_time` seconds, after the caller's
-// warm-up.
-inline ForwardTiming time_forward(Backend& backend, const BatchRequest& req, float* out, double min_time) {
+// run() timed over at least 3 runs and `min_time` seconds, after the caller's warm-up.
+template <class Run>
+ForwardTiming time_runs(Run run, double min_time) {
   using Clock = std::chrono::steady_clock;
   ForwardTiming t;
   while (t.reps < 3 || t.total < min_time) {
     const auto t0 = Clock::now();
-    backend.forward(req, out);
+    run();
     const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
     t.best = std::min(t.best, dt);
     t.total += dt;
     ++t.reps;
   }
   return t;
+}
+
+// backend->forward timed over at least 3 runs and `min_time` seconds, after the caller's
+// warm-up.
+inline ForwardTiming time_forward(Backend& backend, const BatchRequest& req, float* out, double min_time) {
+  return time_runs([&] { backend.forward(req, out); }, min_time);
 }
 
 }  // namespace ditpoc::bench

@@ -3,6 +3,7 @@
 //   ditpoc_bench gemm [--threads N] [--json] [--min-time S] [--shape MxNxK]...
 //   ditpoc_bench forward [...]   (bench/forward_bench.cpp)
 //   ditpoc_bench cuda [...]      (bench/cuda_bench.cpp; builds with the CUDA backend)
+//   ditpoc_bench denoise [...]   (bench/denoise_bench.cpp; s/step of a video generation)
 //
 // Each sub-command lives in its own run_*_bench function; main only dispatches on the first
 // argument. BLAS (OpenBLAS when found by CMake, DITPOC_HAVE_CBLAS) is only the yardstick.
@@ -47,6 +48,7 @@ extern "C" char* openblas_get_corename(void) __attribute__((weak));
 
 int forward_main(int argc, char** argv);  // bench/forward_bench.cpp
 int cuda_main(int argc, char** argv);     // bench/cuda_bench.cpp
+int denoise_main(int argc, char** argv);  // bench/denoise_bench.cpp
 
 namespace {
 
@@ -296,7 +298,10 @@ void usage() {
                "  cuda [--model ID] [--grid F,H,W] [--ctx-len N] [--batch B|auto] [--device N]\n"
                "       [--precision P] [--min-time S] [--gemm-n N] [--json]\n"
                "      whole-nonce CUDA forward: nonces/s, model TFLOP/s, MFU against cuBLASLt's dense\n"
-               "      bf16 GEMM rate on the same device, per-op time split\n");
+               "      bf16 GEMM rate on the same device, per-op time split\n"
+               "  denoise [--model ID]... [--video W,H,T] [--ctx-len N] [--contexts K] [--backend B]\n"
+               "          [--device N] [--threads N] [--precision P] [--min-time S] [--json]\n"
+               "      one video denoising step (SPEC §13, CFG pair batched): s/step and GFLOP/s\n");
 }
 
 bool parse_shape(const char* s, GemmShape& out) {
@@ -346,6 +351,7 @@ int main(int argc, char** argv) {
   if (cmd == "gemm") return gemm_main(argc - 2, argv + 2);
   if (cmd == "forward") return forward_main(argc - 2, argv + 2);
   if (cmd == "cuda") return cuda_main(argc - 2, argv + 2);
+  if (cmd == "denoise") return denoise_main(argc - 2, argv + 2);
   if (cmd == "-h" || cmd == "--help") {
     usage();
     return 0;

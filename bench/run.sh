@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # npm run bench: builds the engine with plain CMake (Release) and runs the benchmarks:
-# the CPU forward (s/nonce, GFLOP/s, against OpenBLAS sgemm on the same shapes), the GEMM
+# the CPU forward (s/nonce, GFLOP/s, against OpenBLAS sgemm on the same shapes), a video
+# denoising step (s/step, ditpoc_bench denoise), the GEMM
 # against OpenBLAS, and the SMST commitment build. Extra arguments go to the forward bench.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,8 @@ echo "== forward (CPU backend)"
 ./build/engine/ditpoc_bench forward "$@"
 echo "== CUDA backend (skipped unless this build has it and a GPU answers)"
 ./build/engine/ditpoc_bench cuda || true
+echo "== denoise step (SPEC §13: one CFG pair, 256x256x17 video, wan-tiny)"
+./build/engine/ditpoc_bench denoise --model wan-tiny
 echo "== GEMM"
 ./build/engine/ditpoc_bench gemm
 echo "== SMST commitment"

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "cancel.h"
 #include "weights.h"
 
 namespace ditpoc {
@@ -69,11 +70,6 @@ struct DenoiseRequest {
   int ctx_len = 0;                       // rows per context (512 for SPEC §13)
   std::vector<const float*> contexts;    // each [ctx_len, text_dim] row-major
   Precision precision = Precision::Bf16;
-};
-
-// Thrown when a cancel flag stops a forward between layers.
-struct Cancelled : std::runtime_error {
-  Cancelled() : std::runtime_error("forward cancelled") {}
 };
 
 class Backend {

@@ -1,13 +1,21 @@
 // A fixed set of worker threads for data-parallel loops. Work is split statically, so which
 // thread computes an element never changes its value: kernels are written so that every output
 // element is produced by one thread with the same instruction sequence whatever the split.
+//
+// Cancellation without kernel changes: while a CancelScope is active on the calling thread,
+// parallel_for runs each thread's share in pieces of about 20 ms of work (sized by measuring the
+// pieces already run) and throws Cancelled at the next piece boundary once the flag is set;
+// run_on_all checks the flag before it starts. Without a scope, loops run in one piece per thread.
 #pragma once
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <mutex>
 #include <thread>
 #include <vector>
+
+#include "cancel.h"
 
 namespace ditpoc {
 
@@ -28,8 +36,27 @@ class ThreadPool {
   // Calls fn(thread_index, thread_count) once on each thread.
   void run_on_all(const std::function<void(int, int)>& fn);
 
+  // Installs `flag` (may be null) as the cancel flag of the loops this thread starts, for the
+  // scope's lifetime. Scopes nest; each thread has its own (concurrent forwards do not mix).
+  class CancelScope {
+   public:
+    explicit CancelScope(const std::atomic<bool>* flag);
+    ~CancelScope();
+    CancelScope(const CancelScope&) = delete;
+    CancelScope& operator=(const CancelScope&) = delete;
+
+   private:
+    const std::atomic<bool>* previous_;
+  };
+
+  // Throws Cancelled when the calling thread's cancel flag is set.
+  static void check_cancelled();
+
  private:
   void worker_loop(int index);
+  // fn over [begin, end) on this thread, in timed pieces when `flag` is set (see the header).
+  static void run_range(int64_t begin, int64_t end, const std::atomic<bool>* flag,
+                        const std::function<void(int64_t, int64_t)>& fn);
 
   std::vector<std::thread> workers_;
   std::mutex mu_;

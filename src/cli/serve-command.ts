@@ -31,6 +31,7 @@ interface ServeOptions extends Omit<RoundCliOptions, 'blockHash' | 'publicKey'> 
   maxRejects: number;
   shutdownTimeout: number;
   bodyLimit: number;
+  memoryBudgetMb?: number;
   resultTtl: number;
   logLevel: string;
   servedModelName?: string[];
@@ -56,7 +57,8 @@ export function serveCommand(): Command {
     .addOption(opt('--retry-initial <MS>', 'first retry delay of a failed callback', 'DITPOC_RETRY_INITIAL_MS').argParser(positiveNumber('--retry-initial')).default(1000))
     .addOption(opt('--retry-max <MS>', 'cap of the exponential retry delay', 'DITPOC_RETRY_MAX_MS').argParser(positiveNumber('--retry-max')).default(30_000))
     .addOption(opt('--max-rejects <N>', '4xx answers before a callback is moved to <spool>/dead', 'DITPOC_MAX_REJECTS').argParser(positiveInt('--max-rejects')).default(5))
-    .addOption(opt('--shutdown-timeout <S>', 'seconds SIGTERM spends flushing the spool', 'DITPOC_SHUTDOWN_TIMEOUT_SEC').argParser(nonNegativeInt('--shutdown-timeout')).default(10))
+    .addOption(opt('--memory-budget-mb <N>', "memory each device's forwards may use (default: the host's available memory, shared by CPU workers)", 'DITPOC_MEMORY_BUDGET_MB').argParser(positiveNumber('--memory-budget-mb')))
+    .addOption(opt('--shutdown-timeout <S>', 'seconds from SIGTERM to exit at most (stopping, then flushing the spool)', 'DITPOC_SHUTDOWN_TIMEOUT_SEC').argParser(nonNegativeInt('--shutdown-timeout')).default(10))
     .addOption(opt('--body-limit <BYTES>', 'largest request body', 'DITPOC_BODY_LIMIT').argParser(positiveInt('--body-limit')).default(8 * 1024 * 1024))
     .addOption(opt('--result-ttl <S>', 'seconds finished /generate results stay readable', 'POC_GENERATE_RESULT_TTL_SEC').argParser(positiveNumber('--result-ttl')).default(300))
     .addOption(opt('--log-level <L>', 'log level', 'DITPOC_LOG_LEVEL').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'))
@@ -91,6 +93,7 @@ export function serveCommand(): Command {
         maxRejects: o.maxRejects,
         shutdownTimeoutMs: o.shutdownTimeout * 1000,
         bodyLimit: o.bodyLimit,
+        memoryBudgetBytes: o.memoryBudgetMb !== undefined ? o.memoryBudgetMb * 1024 * 1024 : undefined,
         resultTtlMs: o.resultTtl * 1000,
         logger,
       });
@@ -109,6 +112,11 @@ export function serveCommand(): Command {
       };
       process.once('SIGTERM', hard);
       process.once('SIGINT', hard);
+      // --shutdown-timeout is a hard bound: whatever is not delivered by then stays on disk.
+      setTimeout(() => {
+        logger.error({ shutdown_timeout_s: o.shutdownTimeout }, 'shutdown timeout reached: exiting now');
+        process.exit(1);
+      }, o.shutdownTimeout * 1000).unref();
       await server.shutdown(signal);
       logger.info('stopped');
       // Keep-alive sockets of the callback client must not hold the process open.

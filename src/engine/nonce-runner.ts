@@ -4,6 +4,7 @@ import { deriveNonceInputs, householderSeeds, type NonceInputs } from '../inputs
 import type { RoundParams } from '../round/params.js';
 import { checkDeviations, type Deviations } from './deviations.js';
 import { addon, type NativeModel } from './native.js';
+import { isOutOfMemory } from './out-of-memory.js';
 
 export interface NonceResult {
   nonce: number;
@@ -86,8 +87,25 @@ export class NonceRunner {
     });
   }
 
-  /** One batch of nonces to artifacts. */
+  /**
+   * One batch of nonces to artifacts. A batch that fails for lack of memory is split in halves,
+   * each run on its own (down to single nonces, whose failure is final): never retried as is.
+   */
   async run(nonces: number[]): Promise<NonceResult[]> {
+    try {
+      return await this.runOnce(nonces);
+    } catch (e) {
+      if (nonces.length < 2 || !isOutOfMemory(e)) throw e;
+      const half = Math.ceil(nonces.length / 2);
+      this.onOutOfMemory?.(nonces.length, half);
+      return [...(await this.run(nonces.slice(0, half))), ...(await this.run(nonces.slice(half)))];
+    }
+  }
+
+  /** Told when a batch of `size` ran out of memory and is retried in batches of `half`. */
+  onOutOfMemory?: (size: number, half: number) => void;
+
+  private async runOnce(nonces: number[]): Promise<NonceResult[]> {
     const inputs = nonces.map((n) => this.inputs(n));
     const y = await this.forward(inputs);
     const m = this.outputSize;

@@ -42,6 +42,8 @@ export function defaultCtxLen(model: string): number {
 export function gridFromSeqLen(seqLen: number): Grid {
   if (!Number.isInteger(seqLen) || seqLen <= 0 || seqLen % 256 !== 0)
     throw new InputError(`seq_len must be a positive multiple of 256, got ${seqLen}`);
+  if (seqLen / 256 > MAX_GRID_AXIS)
+    throw new InputError(`seq_len ${seqLen} gives grid [${seqLen / 256}, 16, 16]; the engine allows at most ${MAX_GRID_AXIS} frames (seq_len ≤ ${MAX_GRID_AXIS * 256})`);
   return [seqLen / 256, 16, 16];
 }
 
@@ -65,8 +67,8 @@ export function weightsIdentity(round: Pick<RoundParams, 'weights' | 'weightsSee
 export function parseGrid(text: string): Grid {
   const parts = text.split(',').map((s) => s.trim());
   const nums = parts.map(Number);
-  if (nums.length !== 3 || nums.some((n) => !Number.isInteger(n) || n <= 0 || n > 1024))
-    throw new InputError(`grid must be three positive integers F,H,W (each ≤ 1024), got '${text}'`);
+  if (nums.length !== 3 || nums.some((n) => !Number.isInteger(n) || n <= 0 || n > MAX_GRID_AXIS))
+    throw new InputError(`grid must be three positive integers F,H,W (each ≤ ${MAX_GRID_AXIS}), got '${text}'`);
   return nums as Grid;
 }
 
@@ -85,8 +87,22 @@ export interface RoundOptions {
   device?: number;
 }
 
+/** Values per nonce in the model output y (SPEC §5): L · patch volume · C_out. */
+export function outputValues(info: ModelInfo, grid: Grid): number {
+  return grid[0] * grid[1] * grid[2] * info.patch[0] * info.patch[1] * info.patch[2] * info.outChannels;
+}
+
+// The engine's RoPE tables cover 1024 positions per axis (native validate_request).
+const MAX_GRID_AXIS = 1024;
+
+export function checkGrid(grid: readonly number[]): Grid {
+  if (grid.length !== 3 || grid.some((n) => !Number.isInteger(n) || n <= 0 || n > MAX_GRID_AXIS))
+    throw new InputError(`grid must be three integers F,H,W in [1, ${MAX_GRID_AXIS}], got [${grid.join(', ')}]`);
+  return grid as Grid;
+}
+
 export function makeRound(o: RoundOptions): RoundParams {
-  modelInfo(o.model);
+  const info = modelInfo(o.model);
   if (!o.blockHash) throw new InputError('block hash must not be empty');
   if (!o.publicKey) throw new InputError('public key must not be empty');
   const ctxLen = o.ctxLen ?? defaultCtxLen(o.model);
@@ -95,11 +111,16 @@ export function makeRound(o: RoundOptions): RoundParams {
   const kDim = o.kDim ?? DEFAULT_K_DIM;
   if (!Number.isInteger(kDim) || kDim < 2 || kDim > 1024)
     throw new InputError(`k_dim must be an integer in [2, 1024], got ${kDim}`);
+  const grid = checkGrid(o.grid ?? defaultGrid(o.model));
+  // The artifact picks k_dim distinct values of the output: a round with fewer cannot run.
+  const values = outputValues(info, grid);
+  if (kDim > values)
+    throw new InputError(`k_dim ${kDim} is larger than the ${values} output values per nonce of ${o.model} at grid [${grid.join(', ')}]`);
   return {
     model: o.model,
     blockHash: o.blockHash,
     publicKey: o.publicKey,
-    grid: o.grid ?? defaultGrid(o.model),
+    grid,
     ctxLen,
     kDim,
     weights: o.weights ?? 'random',

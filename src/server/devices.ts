@@ -124,6 +124,11 @@ export class DeviceWorker {
     }
   }
 
+  /** Whether the round's weights are loaded (or loading) on this device. */
+  holds(round: RoundParams): boolean {
+    return this.models.has(weightsKey(round));
+  }
+
   /** The round's model on this device, loaded once and shared until released. */
   async acquire(round: RoundParams): Promise<ModelLease> {
     const key = weightsKey(round);

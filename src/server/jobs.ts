@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 
 import type { Logger } from 'pino';
 
+import { InputError } from '../errors.js';
 import { weightsIdentity, type RoundParams } from '../round/params.js';
 import { recomputeAndCompare, type ComparedClaim } from '../validation/recompute.js';
 import { decideVerdict, type StatTest, type ValidatedCallback, type Verdict } from '../validation/verdict.js';
@@ -44,6 +45,8 @@ interface Job {
   artifacts?: Artifacts;
   verdict?: Verdict;
   error?: string;
+  /** The job failed because of its input (a 4xx when waited on), not the server. */
+  inputError?: boolean;
   finishedAt?: number;
   abort: AbortController;
   settled: Promise<void>;
@@ -110,6 +113,10 @@ export class JobQueue {
     return { status: 'completed', request_id: j.id, artifacts: j.artifacts ?? [], encoding: encoding(j.spec.round) };
   }
 
+  failedByInput(id: string): boolean {
+    return this.jobs.get(id)?.inputError === true;
+  }
+
   statusOf(id: string): JobStatus | null {
     return this.jobs.get(id)?.status ?? null;
   }
@@ -139,6 +146,7 @@ export class JobQueue {
         } catch (e) {
           const msg = job.abort.signal.aborted ? String(job.abort.signal.reason ?? 'cancelled') : (e as Error).message;
           if (!job.abort.signal.aborted) this.log.error({ err: e, request_id: job.id }, 'generate job failed');
+          job.inputError = !job.abort.signal.aborted && e instanceof InputError;
           this.finish(job, 'failed', msg);
         } finally {
           this.running = null;

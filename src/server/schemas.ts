@@ -31,7 +31,8 @@ const roundFields = {
   public_key: str(256),
   node_id: int32,
   node_count: { type: 'integer', minimum: 1, maximum: INT32_MAX },
-  batch_size: { type: 'integer', minimum: 1, maximum: 1024 },
+  // No cap but memory: the server runs min(batch_size, what fits) (vLLM does the same).
+  batch_size: { type: 'integer', minimum: 1, maximum: INT32_MAX },
   params: paramsSchema,
   url: { type: ['string', 'null'], maxLength: 2048 },
   poc_stronger_rng: { type: 'boolean' },

@@ -29,6 +29,7 @@ export interface ServeConfig {
   maxRejects: number;
   shutdownTimeoutMs: number;
   bodyLimit: number;
+  memoryBudgetBytes?: number;
   resultTtlMs: number;
   logger: Logger;
   post?: PostFn;
@@ -104,8 +105,18 @@ export async function startServer(c: ServeConfig): Promise<RunningServer> {
     log,
     defaultBatchSize: c.defaultBatchSize,
     jobs: { maxQueuedNonces: 100_000, resultTtlMs: c.resultTtlMs, maxStoredArtifacts: 200_000, maxJobs: 10_000 },
+    memoryBudgetBytes: c.memoryBudgetBytes,
   });
   const svc = service;
+  // Process-wide guard: a rejection nothing handled (a bug in a batch callback, say) must not end
+  // the server. It is logged and counted, and the generation running, whose state it may have
+  // left inconsistent, fails visibly (/status failed_round) instead of going on.
+  const onUnhandled = (reason: unknown) => {
+    metrics.unhandledRejections.inc();
+    const failed = svc.failGeneration(reason);
+    log.error({ err: reason, generation_failed: failed }, 'unhandled promise rejection (the server stays up)');
+  };
+  process.on('unhandledRejection', onUnhandled);
   const node = new MlNode({
     service: svc,
     names: c.deployed.names,
@@ -119,6 +130,7 @@ export async function startServer(c: ServeConfig): Promise<RunningServer> {
   try {
     address = await app.listen({ host: c.host, port: c.port });
   } catch (e) {
+    process.off('unhandledRejection', onUnhandled);
     sp.close();
     metrics.close();
     throw e;
@@ -132,14 +144,16 @@ export async function startServer(c: ServeConfig): Promise<RunningServer> {
       (down ??= (async () => {
         log.info({ reason }, 'shutting down: stopping generation and jobs');
         svc.close();
-        // Bounded: a generation still loading its weights is left behind (the process exits).
+        // One deadline for everything (the CLI exits hard at the shutdown timeout): stopping
+        // (forwards see the cancel within ~100 ms; a generation still loading its weights is left
+        // behind), then flushing the spool.
+        const deadline = Date.now() + c.shutdownTimeoutMs * 0.9;
         const stopped = await Promise.race([
           svc.stop('the server is shutting down').then(() => true),
-          new Promise<false>((r) => setTimeout(() => r(false), c.shutdownTimeoutMs).unref()),
+          new Promise<false>((r) => setTimeout(() => r(false), Math.max(0, deadline - Date.now())).unref()),
         ]);
         if (!stopped) log.warn('generation did not stop within the shutdown timeout');
-        await app.close();
-        const deadline = Date.now() + c.shutdownTimeoutMs;
+        await Promise.race([app.close(), new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())).unref())]);
         const flushed = await sp.drain(deadline);
         const left = sp.depth;
         if (flushed) log.info('spool flushed: every callback was acknowledged');
@@ -148,6 +162,7 @@ export async function startServer(c: ServeConfig): Promise<RunningServer> {
         metrics.close();
         for (const d of devices) d.dispose();
         await closeWorkers();
+        process.off('unhandledRejection', onUnhandled);
         return { flushed };
       })()),
   };

@@ -1,11 +1,16 @@
 // The ML node's state: one generation at a time, the /generate job queue, the callback spool and
 // the device workers. The HTTP layer (app.ts) only validates bodies and calls in here.
+import { freemem } from 'node:os';
+
 import type { Logger } from 'pino';
 
 import { bundleRound } from '../bundle/format.js';
 import { InputError } from '../errors.js';
 import { weightsIdentity } from '../round/params.js';
 import { statTestForModel } from '../calibration/calibration-file.js';
+import { cpuWeightsBytes, forwardBytesPerNonce, gib, planBatch } from '../engine/memory-estimate.js';
+import { checkAssignment } from '../protocol/nonce-assignment.js';
+import { modelInfo, type RoundParams } from '../round/params.js';
 import type { DeviceWorker } from './devices.js';
 import { GenerationSession } from './generation.js';
 import { encoding, JobQueue, type JobQueueOptions } from './jobs.js';
@@ -23,6 +28,16 @@ export interface ServiceOptions {
   /** Batch size when a request gives none (the decentralized-api omits it on purpose). */
   defaultBatchSize: number;
   jobs: JobQueueOptions;
+  /** Bytes each device's forwards may use for activations (default: the host's available memory, shared by CPU workers). */
+  memoryBudgetBytes?: number;
+}
+
+/** A round that ended in failure, as /status shows it until the next init/generate. */
+interface FailedRound {
+  config: Record<string, unknown>;
+  stats: Record<string, unknown>;
+  error: string;
+  failed_at: string;
 }
 
 export const GENERATING = 'GENERATING';
@@ -34,6 +49,7 @@ export class PocService {
   private stopping: Promise<void> | null = null;
   private idleWaiters: Array<() => void> = [];
   private closing = false;
+  private failedRound: FailedRound | null = null;
   readonly jobs: JobQueue;
 
   constructor(private readonly o: ServiceOptions) {
@@ -52,9 +68,10 @@ export class PocService {
     const round = resolveRound(this.o.deployed, b);
     const groupId = b.group_id ?? 0;
     const nGroups = b.n_groups ?? 1;
-    if (groupId >= nGroups) throw new InputError(`group_id ${groupId} must be below n_groups ${nGroups}`);
-    if (b.node_id >= b.node_count) this.o.log.warn({ node_id: b.node_id, node_count: b.node_count }, 'node_id is not below node_count: nonces may overlap another node');
+    // The same rule as the CLI's --node-id/--node-count/--group-id/--n-groups.
+    checkAssignment({ nodeId: b.node_id, nodeCount: b.node_count, groupId, nGroups });
     const url = b.url ? checkCallbackUrl(b.url) : null;
+    const batchSize = this.batchFor(round, b.batch_size);
     if (this.generating) throw new HttpError(409, 'Already generating');
     if (this.stopping) await this.stopping;
     if (this.generating) throw new HttpError(409, 'Already generating');
@@ -77,10 +94,13 @@ export class PocService {
     const stream = url
       ? this.o.spool.openStream(url, { public_key: b.public_key, block_hash: b.block_hash, block_height: b.block_height, node_id: b.node_id, encoding: encoding(round), log_context: { weights_identity: identity } })
       : null;
-    const session = new GenerationSession(config, round, b.batch_size ?? this.o.defaultBatchSize, this.o.devices, stream, this.o.spool, this.o.metrics, log);
+    const session = new GenerationSession(config, round, batchSize, this.o.devices, stream, this.o.spool, this.o.metrics, log);
     this.session = session;
-    log.info({ ...config, round: bundleRound(round, b.block_height), url, devices: this.o.devices.length }, 'init/generate');
+    this.failedRound = null;
+    log.info({ ...config, round: bundleRound(round, b.block_height), batch_size: batchSize, url, devices: this.o.devices.length }, 'init/generate');
     void session.done.then(() => {
+      if (session.failure !== null)
+        this.failedRound = { config: { ...session.config }, stats: session.stats, error: session.failure, failed_at: new Date().toISOString() };
       if (this.session === session) this.session = null;
       this.wakeIdle();
     });
@@ -111,11 +131,12 @@ export class PocService {
     const stat = claims ? statTestForModel(round.model, { ...(b.stat_test ?? {}) }) : undefined;
     const wait = b.wait ?? false;
     if (wait && this.generating) throw new HttpError(409, 'Already generating');
+    const batchSize = this.batchFor(round, b.batch_size);
     const job = this.jobs.submit({
       envelope: { block_hash: b.block_hash, block_height: b.block_height, public_key: b.public_key, node_id: b.node_id },
       round,
       nonces: b.nonces,
-      batchSize: b.batch_size ?? this.o.defaultBatchSize,
+      batchSize,
       url,
       wait,
       claims,
@@ -124,8 +145,39 @@ export class PocService {
     if (!wait) return { status: 'queued', request_id: job.id, queued_count: b.nonces.length };
     await job.settled;
     const view = this.jobs.view(job.id);
-    if (!view || view.status === 'failed') throw new HttpError(503, view?.error ?? 'the job did not finish');
+    if (!view || view.status === 'failed')
+      throw new HttpError(this.jobs.failedByInput(job.id) ? 400 : 503, view?.error ?? 'the job did not finish');
     return view;
+  }
+
+  /**
+   * The batch a request runs with: min(requested, what fits in memory). 413 with the numbers when
+   * not even one nonce fits. GPU memory is not known here: without --memory-budget-mb a GPU
+   * worker takes the requested batch, and one that runs out of memory is halved (runSprint).
+   */
+  private batchFor(round: RoundParams, requested: number | undefined): number {
+    const want = requested ?? this.o.defaultBatchSize;
+    const cpuWorkers = this.o.devices.filter((d) => d.spec.kind === 'cpu').length;
+    if (this.o.memoryBudgetBytes === undefined && cpuWorkers === 0) return want;
+    const info = modelInfo(round.model);
+    const perNonce = forwardBytesPerNonce(info, round.grid, round.ctxLen);
+    const fromBudget = this.o.memoryBudgetBytes !== undefined;
+    const available = this.o.memoryBudgetBytes ?? freemem() / cpuWorkers;
+    // Weights a worker still has to load come out of the same memory (not out of a budget, which is for activations).
+    const toLoad = !fromBudget && this.o.devices.some((d) => d.spec.kind === 'cpu' && !d.holds(round)) ? cpuWeightsBytes(info) : 0;
+    const plan = planBatch(want, perNonce, available, toLoad);
+    if (plan.batchSize < 1)
+      throw new HttpError(413, {
+        error: 'the round does not fit in memory',
+        grid: round.grid,
+        ctx_len: round.ctxLen,
+        bytes_per_nonce: perNonce,
+        usable_bytes: Math.floor(plan.usableBytes),
+        message: `one nonce of ${round.model} at grid [${round.grid.join(', ')}] needs about ${gib(perNonce)} GiB; ${gib(plan.usableBytes)} GiB is usable per device${fromBudget ? ' (--memory-budget-mb)' : ''}`,
+      });
+    if (plan.batchSize < want)
+      this.o.log.info({ requested: want, batch_size: plan.batchSize, bytes_per_nonce: perNonce, usable_bytes: Math.floor(plan.usableBytes) }, 'batch_size reduced to what fits in memory');
+    return plan.batchSize;
   }
 
   /** GET /generate/{id} */
@@ -138,8 +190,16 @@ export class PocService {
   /** GET /status */
   status(): Record<string, unknown> {
     const s = this.session;
-    if (!s || s.ended) return { status: IDLE, config: null, stats: null };
+    if (!s || s.ended) return { status: IDLE, config: null, stats: null, ...(this.failedRound ? { failed_round: this.failedRound } : {}) };
     return { status: GENERATING, config: { ...s.config }, stats: s.stats, round: bundleRound(s.round, s.config.block_height) };
+  }
+
+  /** Fails the running generation, if any (the process-wide guard's answer to an unhandled rejection). */
+  failGeneration(reason: unknown): boolean {
+    const s = this.session;
+    if (!s || s.ended) return false;
+    s.fail(reason);
+    return true;
   }
 
   /** POST /stop: ends the generation and clears the job queue; spooled artifacts stay for delivery. */

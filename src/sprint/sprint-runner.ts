@@ -2,6 +2,10 @@
 // the caller aborts (SIGINT). The next batch's inputs are derived while the current forward
 // runs, and artifacts are post-processed on worker threads while the next forward runs.
 // Batches are delivered to onBatch in order; everything computed before a stop is kept.
+// A batch that runs out of memory is halved and its nonces retried (the smaller size is kept);
+// a single nonce that does, or any other failure, ends the sprint with that error. A failed
+// delivery (post-processing or onBatch) ends it too, never as an unhandled rejection.
+import { isOutOfMemory } from '../engine/out-of-memory.js';
 import type { NonceInputs } from '../inputs/nonce-inputs.js';
 import type { NonceRunner } from '../engine/nonce-runner.js';
 import { artifactsInWorker } from '../workers/pool.js';
@@ -24,6 +28,8 @@ export interface SprintOptions {
   signal?: AbortSignal;
   onBatch?: (artifacts: [number, string][], dropped: number[]) => void | Promise<void>;
   onProgress?: (p: SprintProgress) => void;
+  /** Told when a batch of `size` ran out of memory; the sprint goes on with batches of `half`. */
+  onOutOfMemory?: (size: number, half: number) => void;
 }
 
 export interface SprintResult {
@@ -33,6 +39,8 @@ export interface SprintResult {
   noncesPerSecond: number;
   /** Why the sprint ended. */
   stoppedBy: 'done' | 'limit' | 'deadline' | 'signal';
+  /** The batch size in use at the end (smaller than asked after running out of memory). */
+  batchSize: number;
 }
 
 export async function runSprint(runner: NonceRunner, o: SprintOptions): Promise<SprintResult> {
@@ -42,9 +50,12 @@ export async function runSprint(runner: NonceRunner, o: SprintOptions): Promise<
   const it = o.nonces[Symbol.iterator]();
   let taken = 0;
   let exhausted = false;
+  let batchSize = o.batchSize;
+  // Nonces taken but not computed yet: those of a batch that ran out of memory.
+  const pending: NonceInputs[] = [];
   const take = (): NonceInputs[] => {
-    const out: NonceInputs[] = [];
-    while (out.length < o.batchSize && (o.limit === undefined || taken < o.limit)) {
+    const out: NonceInputs[] = pending.splice(0, batchSize);
+    while (out.length < batchSize && (o.limit === undefined || taken < o.limit)) {
       const n = it.next();
       if (n.done) {
         exhausted = true;
@@ -69,6 +80,7 @@ export async function runSprint(runner: NonceRunner, o: SprintOptions): Promise<
   const artifacts: [number, string][] = [];
   const dropped: number[] = [];
   let delivered = Promise.resolve();
+  let failed = false;
   const report = () =>
     o.onProgress?.({
       done: artifacts.length,
@@ -80,15 +92,27 @@ export async function runSprint(runner: NonceRunner, o: SprintOptions): Promise<
 
   try {
     let inputs = stoppedBy === 'done' ? take() : [];
-    while (inputs.length > 0 && stoppedBy === 'done') {
+    while (inputs.length > 0 && stoppedBy === 'done' && !failed) {
       const forward = runner.forward(inputs);
-      const next = take(); // overlaps the native forward
+      let next: NonceInputs[];
+      try {
+        next = take(); // overlaps the native forward
+      } catch (e) {
+        await forward.catch(() => undefined);
+        throw e;
+      }
       let y: Float32Array;
       try {
         y = await forward;
       } catch (e) {
         if (stoppedBy !== 'done') break; // cancelled by the deadline or a signal: drop this batch only
-        throw e;
+        if (!isOutOfMemory(e) || inputs.length < 2) throw e;
+        const half = Math.ceil(inputs.length / 2);
+        o.onOutOfMemory?.(inputs.length, half);
+        batchSize = half;
+        pending.unshift(...inputs, ...next);
+        inputs = take();
+        continue;
       }
       const batch = inputs;
       const post = artifactsInWorker({
@@ -98,6 +122,7 @@ export async function runSprint(runner: NonceRunner, o: SprintOptions): Promise<
         publicKey: runner.round.publicKey,
         kDim: runner.round.kDim,
       });
+      post.catch(() => undefined); // awaited in order below; not an unhandled rejection meanwhile
       delivered = delivered.then(async () => {
         const vectors = await post;
         const good: [number, string][] = [];
@@ -107,6 +132,9 @@ export async function runSprint(runner: NonceRunner, o: SprintOptions): Promise<
         dropped.push(...bad);
         await o.onBatch?.(good, bad);
         report();
+      });
+      delivered.catch(() => {
+        failed = true;
       });
       inputs = next;
       if (o.limit !== undefined && taken >= o.limit && inputs.length === 0 && stoppedBy === 'done') stoppedBy = 'limit';
@@ -118,5 +146,5 @@ export async function runSprint(runner: NonceRunner, o: SprintOptions): Promise<
   }
   if (stoppedBy === 'done' && !exhausted && o.limit !== undefined) stoppedBy = 'limit';
   const t = elapsed();
-  return { artifacts, dropped, elapsedS: t, noncesPerSecond: (artifacts.length + dropped.length) / Math.max(t, 1e-9), stoppedBy };
+  return { artifacts, dropped, elapsedS: t, noncesPerSecond: (artifacts.length + dropped.length) / Math.max(t, 1e-9), stoppedBy, batchSize };
 }

@@ -9,10 +9,12 @@ import {
   attention,
   householderInPlace,
   layerNorm,
+  referenceDenoise,
   referenceForward,
   roundToBf16,
   ropePairs,
   sinusoidalEmbedding,
+  unpatchify,
   weightShapes,
   type RefConfig,
   type RefInputs,
@@ -366,4 +368,43 @@ describe('referenceForward (wan-tiny size)', () => {
     expect(rel).toBeLessThan(0.1);
     expect(ms).toBeLessThan(10000);
   }, 60000);
+});
+
+describe('unpatchify and referenceDenoise (SPEC §13 step 4)', () => {
+  it('scatters token (f,h,w) value ((a·ph+i)·pw+j)·C+c to [c, f·pt+a, h·ph+i, w·pw+j]', () => {
+    const grid: [number, number, number] = [2, 3, 5];
+    const C = 3;
+    const y = Float64Array.from({ length: 30 * 4 * C }, (_, i) => i);
+    const out = unpatchify(y, C, grid, [1, 2, 2]);
+    expect(out.length).toBe(y.length);
+    const [Fz, Hz, Wz] = [2, 6, 10];
+    for (let c = 0; c < C; c++)
+      for (let f = 0; f < Fz; f++)
+        for (let h = 0; h < Hz; h++)
+          for (let w = 0; w < Wz; w++) {
+            const tok = (f * 3 + Math.floor(h / 2)) * 5 + Math.floor(w / 2);
+            const want = tok * 4 * C + ((h % 2) * 2 + (w % 2)) * C + c;
+            expect(out[((c * Fz + f) * Hz + h) * Wz + w]).toBe(want);
+          }
+    // A permutation: every value once.
+    expect(Array.from(out).sort((a, b) => a - b)).toEqual(Array.from(y));
+    expect(() => unpatchify(y.subarray(1), C, grid, [1, 2, 2])).toThrow(/unpatchify/);
+  });
+
+  it('denoises to the latent shape, deterministically, per expert, and rejects bad shapes', () => {
+    const weights = randomWeights(TINY, 'tiny');
+    const base = randomInputs(TINY, [1, 2, 2], 3, 'tiny_in');
+    const inputs = { latentShape: [4, 1, 4, 4] as [number, number, number, number], latent: base.latent, context: base.context, ctxLen: 3, timestep: 637, expert: 0 };
+    const y = referenceDenoise(TINY, weights, inputs, { roundBf16: false });
+    expect(y.length).toBe(4 * 1 * 4 * 4);
+    for (const v of y) expect(Number.isFinite(v)).toBe(true);
+    expect(Array.from(referenceDenoise(TINY, weights, inputs, { roundBf16: false }))).toEqual(Array.from(y));
+    expect(relL2(referenceDenoise(TINY, weights, { ...inputs, expert: 1 }, { roundBf16: false }), y)).toBeGreaterThan(1e-2);
+    // Without reflections it is not the nonce forward (which reflects after the block).
+    const nonce = unpatchify(referenceForward(TINY, weights, base, { roundBf16: false }), 4, [1, 2, 2], [1, 2, 2]);
+    expect(relL2(nonce, y)).toBeGreaterThan(1e-3);
+    expect(() => referenceDenoise(TINY, weights, { ...inputs, latentShape: [3, 1, 4, 4] }, { roundBf16: false })).toThrow(/channels/);
+    expect(() => referenceDenoise(TINY, weights, { ...inputs, latentShape: [4, 1, 3, 4] }, { roundBf16: false })).toThrow(/patch/);
+    expect(() => referenceDenoise(TINY, weights, { ...inputs, expert: 2 }, { roundBf16: false })).toThrow(/expert/);
+  });
 });

@@ -272,6 +272,8 @@ void CpuBackend::forward(const BatchRequest& req, float* out, const std::atomic<
   auto check_cancel = [&] {
     if (cancel && cancel->load(std::memory_order_relaxed)) throw Cancelled();
   };
+  // The pool's loops (GEMMs, attention, norms) check the flag too, between pieces of ~20 ms.
+  ThreadPool::CancelScope cancel_scope(cancel);
   if (ws_.ctx.size() < static_cast<size_t>(cfg.num_experts())) ws_.ctx.resize(cfg.num_experts());
 
   // Steps 1–5: inputs and per-expert conditioning for each nonce. Each nonce's embedded
