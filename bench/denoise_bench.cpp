@@ -7,6 +7,8 @@
 //                        [--backend auto|cpu|cuda] [--device N] [--threads N]
 //                        [--precision bf16|fp32|bf16-flash|fp8-attention] [--min-time S] [--json]
 //
+// --json prints one JSON object per model, one per line.
+//
 // Defaults: wan-tiny and wan2.1-t2v-1.3b, a 256×256×17 video (latent [16, 5, 32, 32], 1280
 // tokens), ctx_len 512 (the SPEC §13 padded length), 2 contexts, backend auto.
 #include <algorithm>
@@ -85,7 +87,6 @@ int denoise_main(int argc, char** argv) {
   try {
     const std::string kind = ditpoc::resolve_backend(o.backend);
     const ditpoc::Precision precision = ditpoc::parse_precision(o.precision);
-    if (o.json) std::printf("{\"bench\": \"denoise\", \"backend\": \"%s\", \"threads\": %d, \"results\": [\n", kind.c_str(), threads);
     for (size_t mi = 0; mi < o.models.size(); ++mi) {
       const ditpoc::ModelConfig& cfg = ditpoc::find_model(o.models[mi]);
       const int sw = cfg.vae_stride[2], sh = cfg.vae_stride[1], st = cfg.vae_stride[0];
@@ -123,13 +124,13 @@ int denoise_main(int argc, char** argv) {
                              (req.latent_shape[3] / cfg.patch[2]);
       const double flops = o.contexts * ditpoc::forward_flops(cfg, tokens, o.ctx_len, 1);
       if (o.json) {
-        std::printf("  {\"model\": \"%s\", \"video\": [%d, %d, %d], \"latent\": [%lld, %lld, %lld, %lld], \"tokens\": %lld,"
+        std::printf("{\"bench\": \"denoise\", \"backend\": \"%s\", \"threads\": %d, \"model\": \"%s\","
+                    " \"video\": [%d, %d, %d], \"latent\": [%lld, %lld, %lld, %lld], \"tokens\": %lld,"
                     " \"ctx_len\": %d, \"contexts\": %d, \"precision\": \"%s\", \"weights_s\": %.3f,"
-                    " \"seconds_per_step\": %.6f, \"gflop_per_step\": %.4f, \"achieved_gflops\": %.2f}%s\n",
-                    cfg.id.c_str(), W, H, T, (long long)req.latent_shape[0], (long long)req.latent_shape[1],
+                    " \"seconds_per_step\": %.6f, \"gflop_per_step\": %.4f, \"achieved_gflops\": %.2f}\n",
+                    kind.c_str(), threads, cfg.id.c_str(), W, H, T, (long long)req.latent_shape[0], (long long)req.latent_shape[1],
                     (long long)req.latent_shape[2], (long long)req.latent_shape[3], (long long)tokens, o.ctx_len,
-                    o.contexts, o.precision.c_str(), load_s, best, flops * 1e-9, flops / best * 1e-9,
-                    mi + 1 < o.models.size() ? "," : "");
+                    o.contexts, o.precision.c_str(), load_s, best, flops * 1e-9, flops / best * 1e-9);
       } else {
         std::printf("%s %dx%dx%d video (latent [%lld, %lld, %lld, %lld], %lld tokens), ctx %d, %d passes, %s, %s, %d threads"
                     " (weights in %.2f s)\n",
@@ -141,7 +142,6 @@ int denoise_main(int argc, char** argv) {
       }
       std::fflush(stdout);
     }
-    if (o.json) std::printf("]}\n");
   } catch (const std::exception& e) {
     std::fprintf(stderr, "denoise: %s\n", e.what());
     return 1;

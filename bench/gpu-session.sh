@@ -12,7 +12,8 @@
 #   test       ctest: every kernel against its CPU twin, bit identity, GPU-vs-CPU forwards
 #              (wan-tiny, and wan2.1-t2v-1.3b at grid [2,8,8])
 #   bench      ditpoc_bench cuda, wan2.2-t2v-a14b, random weights: grid [4,16,16] at the largest
-#              batch that fits, and the 480p grid [21,30,52]
+#              batch that fits, and the 480p grid [21,30,52]; ditpoc_bench denoise: s/step of a
+#              480p×81 video (the CFG pair, ctx_len 512)
 #   peer       bench/peer_torch.py at the same shapes: eager and torch.compile
 #   calibrate  GPU-vs-CPU artifact distances (dit-poc calibrate --backend cuda, honest variants):
 #              wan-tiny N=200, wan2.1-t2v-1.3b grid [2,8,8] N=$CAL_NONCES_13B (default 48)
@@ -57,7 +58,7 @@ stage_build() {
 stage_test() {
   log "test: ctest (DITPOC_CUDA_TEST_BIG=1)"
   DITPOC_CUDA_TEST_BIG=1 ctest --test-dir build/engine --output-on-failure -V >"$OUT/ctest.txt" 2>&1 || true
-  grep -E "^[0-9]+: (device|.*‖|batch independence|test_)|tests passed" "$OUT/ctest.txt" | tee -a "$OUT/session.txt"
+  grep -E "^[0-9]+: (device|.*‖|batch independence|denoise|test_)|tests passed" "$OUT/ctest.txt" | tee -a "$OUT/session.txt"
   # On a GPU host a skipped CUDA test is a failure.
   grep -q "100% tests passed" "$OUT/ctest.txt" && grep -q "test_cuda_kernels: all checks passed" "$OUT/ctest.txt"
 }
@@ -66,6 +67,9 @@ stage_bench() {
   log "bench: ditpoc_bench cuda, wan2.2-t2v-a14b"
   ./build/engine/ditpoc_bench cuda --model wan2.2-t2v-a14b --grid 4,16,16 --batch auto --json | tee -a "$OUT/results.jsonl"
   ./build/engine/ditpoc_bench cuda --model wan2.2-t2v-a14b --grid 21,30,52 --batch 1 --min-time 10 --json | tee -a "$OUT/results.jsonl"
+  log "bench: ditpoc_bench denoise, wan2.2-t2v-a14b, 832x480x81 (one CFG step)"
+  ./build/engine/ditpoc_bench denoise --model wan2.2-t2v-a14b --video 832,480,81 --backend cuda --min-time 10 --json \
+    | tee -a "$OUT/results.jsonl"
 }
 
 stage_peer() {

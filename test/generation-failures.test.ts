@@ -98,7 +98,7 @@ function fakeDevice(model: NativeModel): DeviceWorker {
   return new FakeDevice(0, { id: 'cpu0', kind: 'cpu', threads: 1 });
 }
 
-const fakeSpool = { full: false, depth: { segments: 0, artifacts: 0, bytes: 0 }, waitForRoom: async () => undefined } as unknown as Spool;
+const fakeSpool = { full: false, diskFull: false, depth: { segments: 0, artifacts: 0, bytes: 0 }, waitForRoom: async () => undefined } as unknown as Spool;
 
 function service(model: NativeModel): { svc: PocService; metrics: ServerMetrics } {
   const device = fakeDevice(model);

@@ -1,14 +1,19 @@
 // Appends bundle records durably: each record is one write followed by fsync.
-import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, ftruncateSync, openSync, rmSync, writeSync } from 'node:fs';
 
+import { DiskFullError, isDiskFull } from '../disk-full.js';
 import { InputError } from '../errors.js';
 import { BUNDLE_FORMAT, BUNDLE_VERSION, type BundleEnd, type BundleNode, type BundleRound } from './format.js';
 
 export class BundleWriter {
   private fd: number | null;
   private seq = 0;
+  private size = 0;
 
-  private constructor(fd: number) {
+  private constructor(
+    fd: number,
+    private readonly path: string,
+  ) {
     this.fd = fd;
   }
 
@@ -21,8 +26,14 @@ export class BundleWriter {
       const err = e as NodeJS.ErrnoException;
       throw new InputError(err.code === 'EEXIST' ? `bundle ${path} already exists (choose another --out or pass --overwrite)` : `cannot create bundle ${path}: ${err.message}`);
     }
-    const w = new BundleWriter(fd);
-    w.append({ type: 'header', format: BUNDLE_FORMAT, version: BUNDLE_VERSION, created: new Date().toISOString(), round, node });
+    const w = new BundleWriter(fd, path);
+    try {
+      w.append({ type: 'header', format: BUNDLE_FORMAT, version: BUNDLE_VERSION, created: new Date().toISOString(), round, node });
+    } catch (e) {
+      w.close();
+      rmSync(path, { force: true });
+      throw e instanceof DiskFullError ? new DiskFullError(`disk full: cannot write the header of bundle ${path}`) : e;
+    }
     return w;
   }
 
@@ -44,8 +55,22 @@ export class BundleWriter {
   private append(record: object): void {
     if (this.fd === null) throw new Error('bundle writer is closed');
     const buf = Buffer.from(JSON.stringify(record) + '\n');
-    let off = 0;
-    while (off < buf.length) off += writeSync(this.fd, buf, off);
-    fsyncSync(this.fd);
+    try {
+      let off = 0;
+      while (off < buf.length) off += writeSync(this.fd, buf, off);
+      fsyncSync(this.fd);
+    } catch (e) {
+      if (!isDiskFull(e)) throw e;
+      // Leave no torn record behind: the file ends after the last complete one.
+      try {
+        ftruncateSync(this.fd, this.size);
+      } catch {
+        // the reader ignores a torn last line anyway
+      }
+      throw new DiskFullError(
+        `disk full writing ${this.path} (${this.seq} batches written): the bundle has no end record; free space, then \`dit-poc inspect ${this.path} --repair OUT\` closes it`,
+      );
+    }
+    this.size += buf.length;
   }
 }

@@ -146,7 +146,8 @@ export class GenerationSession {
         let failures = 0;
         while (!signal.aborted && !exhausted) {
           if (this.spool.full) {
-            log.warn({ spool: this.spool.depth }, 'spool is full: generation paused until the receiver catches up');
+            if (this.spool.diskFull) log.warn({ spool: this.spool.depth }, 'disk full: generation paused until space returns');
+            else log.warn({ spool: this.spool.depth }, 'spool is full: generation paused until the receiver catches up');
             await this.spool.waitForRoom(signal);
             continue;
           }

@@ -5,6 +5,7 @@ import type { DeviceWorker } from './devices.js';
 
 export interface MetricSources {
   spoolDepth(): { segments: number; artifacts: number; bytes: number };
+  spoolDiskFull?(): boolean;
   jobQueue(): { jobs: number; nonces: number };
   generating(): boolean;
   devices: DeviceWorker[];
@@ -69,6 +70,10 @@ export class ServerMetrics {
     new Gauge({
       name: 'ditpoc_generating', help: '1 while a PoC generation runs', registers,
       collect() { this.set(src.generating() ? 1 : 0); },
+    });
+    new Gauge({
+      name: 'ditpoc_spool_disk_full', help: '1 while the spool disk is full (generation paused until space returns)', registers,
+      collect() { this.set(src.spoolDiskFull?.() ? 1 : 0); },
     });
     new Gauge({
       name: 'ditpoc_spool_segments', help: 'Callback bodies on disk awaiting acknowledgement', registers,

@@ -71,6 +71,7 @@ export async function startServer(c: ServeConfig): Promise<RunningServer> {
   let service: PocService | null = null;
   const metrics = new ServerMetrics({
     spoolDepth: () => spool?.depth ?? { segments: 0, artifacts: 0, bytes: 0 },
+    spoolDiskFull: () => spool?.diskFull ?? false,
     jobQueue: () => service?.jobs.depth ?? { jobs: 0, nonces: 0 },
     generating: () => service?.generating ?? false,
     devices,

@@ -191,7 +191,8 @@ export class PocService {
   status(): Record<string, unknown> {
     const s = this.session;
     if (!s || s.ended) return { status: IDLE, config: null, stats: null, ...(this.failedRound ? { failed_round: this.failedRound } : {}) };
-    return { status: GENERATING, config: { ...s.config }, stats: s.stats, round: bundleRound(s.round, s.config.block_height) };
+    const paused = this.o.spool.diskFull ? 'disk_full' : this.o.spool.full ? 'spool_full' : null;
+    return { status: GENERATING, config: { ...s.config }, stats: s.stats, round: bundleRound(s.round, s.config.block_height), paused };
   }
 
   /** Fails the running generation, if any (the process-wide guard's answer to an unhandled rejection). */

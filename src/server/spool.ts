@@ -34,13 +34,19 @@ import {
   statSync,
   unlinkSync,
   writeSync,
+  ftruncateSync,
+  rmSync,
 } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import type { Logger } from 'pino';
 
+import { isDiskFull } from '../disk-full.js';
 import { InputError } from '../errors.js';
+
+/** How often writes held for a full disk are retried. */
+const DISK_FULL_RETRY_MS = 500;
 
 export type CallbackKind = 'generated' | 'validated';
 
@@ -71,6 +77,7 @@ export interface SpoolEvents {
   onDelivered?(kind: CallbackKind, artifacts: number): void;
   onFailure?(kind: CallbackKind, reason: string): void;
   onDeadLetter?(kind: CallbackKind): void;
+  onDiskFull?(full: boolean): void;
 }
 
 export interface SpoolOptions {
@@ -179,6 +186,8 @@ export class SpoolStream {
   private count = 0;
   private bytes = 0;
   private closed = false;
+  private closing = false;
+  private held: [number, string][] = [];
 
   constructor(
     private readonly spool: Spool,
@@ -187,27 +196,54 @@ export class SpoolStream {
   ) {}
 
   get pendingArtifacts(): number {
-    return this.count;
+    return this.count + this.held.length;
   }
 
   get pendingBytes(): number {
     return this.bytes;
   }
 
+  /** Artifacts accepted but not on disk yet (the disk was full); written when space returns. */
+  get heldArtifacts(): number {
+    return this.held.length;
+  }
+
+  /** Never throws for a full disk: what cannot be written is held (one batch or two: generation pauses). */
   append(artifacts: [number, string][]): void {
-    if (this.closed) throw new Error('spool stream is closed');
-    let i = 0;
-    while (i < artifacts.length) {
-      if (this.fd === null) this.open();
-      const room = this.spool.options.maxSegmentArtifacts - this.count;
-      const part = artifacts.slice(i, i + room);
-      const text = part.map((a) => JSON.stringify(a)).join('\n') + '\n';
-      const buf = Buffer.from(text);
-      writeSync(this.fd!, buf);
-      this.count += part.length;
-      this.bytes += buf.length;
-      i += part.length;
-      if (this.count >= this.spool.options.maxSegmentArtifacts) this.seal();
+    if (this.closed || this.closing) throw new Error('spool stream is closed');
+    this.held.push(...artifacts);
+    this.writeHeld();
+  }
+
+  /**
+   * Writes the held artifacts. On a full disk the segment is cut back to its last complete line,
+   * the rest stays held and the spool is told (it pauses generation and retries). True when
+   * nothing is held any more.
+   */
+  writeHeld(): boolean {
+    try {
+      while (this.held.length > 0) {
+        if (this.fd === null) this.open();
+        const room = this.spool.options.maxSegmentArtifacts - this.count;
+        const part = this.held.slice(0, room);
+        const buf = Buffer.from(part.map((a) => JSON.stringify(a)).join('\n') + '\n');
+        try {
+          writeAll(this.fd!, buf);
+        } catch (e) {
+          if (isDiskFull(e)) ftruncateSync(this.fd!, this.bytes);
+          throw e;
+        }
+        this.held.splice(0, part.length);
+        this.count += part.length;
+        this.bytes += buf.length;
+        if (this.count >= this.spool.options.maxSegmentArtifacts) this.seal();
+      }
+      if (this.closing) this.close();
+      return true;
+    } catch (e) {
+      if (!isDiskFull(e)) throw e;
+      this.spool.noteDiskFull(e);
+      return false;
     }
   }
 
@@ -215,8 +251,14 @@ export class SpoolStream {
   seal(): void {
     if (this.fd === null) return;
     const fd = this.fd;
+    try {
+      fsyncSync(fd);
+    } catch (e) {
+      // Some file systems report a full disk only here: keep the segment open and retry.
+      if (isDiskFull(e)) return this.spool.noteDiskFull(e);
+      throw e;
+    }
     this.fd = null;
-    fsyncSync(fd);
     closeSync(fd);
     const open = join(this.spool.options.dir, `open-${pad(this.seq)}.ndjson`);
     if (this.count === 0) {
@@ -231,23 +273,43 @@ export class SpoolStream {
     this.bytes = 0;
   }
 
-  /** Seals what is pending and refuses further appends. */
+  /**
+   * Seals what is pending and refuses further appends. Artifacts still held for a full disk keep
+   * the stream with the spool until they are written (or the spool closes).
+   */
   close(): void {
     if (this.closed) return;
+    this.closing = true;
+    if (this.held.length > 0) return;
     this.seal();
+    if (this.fd !== null) return; // fsync found the disk full: retried with the held artifacts
     this.closed = true;
     this.spool.detach(this);
   }
 
   private open(): void {
-    this.seq = this.spool.nextSeq();
-    const path = join(this.spool.options.dir, `open-${pad(this.seq)}.ndjson`);
-    this.fd = openSync(path, 'wx');
+    const seq = this.spool.nextSeq();
+    const path = join(this.spool.options.dir, `open-${pad(seq)}.ndjson`);
+    const fd = openSync(path, 'wx');
     const head = Buffer.from(header('generated', this.url) + JSON.stringify(this.envelope) + '\n');
-    writeSync(this.fd, head);
+    try {
+      writeAll(fd, head);
+    } catch (e) {
+      closeSync(fd);
+      unlinkSync(path);
+      throw e;
+    }
+    this.fd = fd;
+    this.seq = seq;
     this.bytes = head.length;
     this.count = 0;
   }
+}
+
+/** writeSync until every byte is written (a short write is not an error). */
+function writeAll(fd: number, buf: Buffer): void {
+  let off = 0;
+  while (off < buf.length) off += writeSync(fd, buf, off);
 }
 
 export class Spool {
@@ -257,6 +319,9 @@ export class Spool {
   private readonly waiters = new Set<() => void>();
   private readonly inflight = new Set<AbortController>();
   private flushTimer: NodeJS.Timeout | null = null;
+  private diskFullSince: number | null = null;
+  private diskProbe: NodeJS.Timeout | null = null;
+  private readonly heldBodies: Array<{ kind: CallbackKind; url: string; envelope: unknown; artifacts: [number, string][] }> = [];
   private closed = false;
   private segBytes = 0;
   private segArtifacts = 0;
@@ -331,22 +396,82 @@ export class Spool {
 
   /** Spools one complete callback body (a queued job's artifacts or a verdict). */
   enqueue(kind: CallbackKind, url: string, envelope: unknown, artifacts: [number, string][] = []): void {
+    // A queued job's artifacts go out in callbacks of at most maxSegmentArtifacts, as a stream's do.
+    const max = this.options.maxSegmentArtifacts;
+    for (let i = 0; i === 0 || i < artifacts.length; i += max) {
+      const part = artifacts.slice(i, i + max);
+      if (this.diskFull) this.heldBodies.push({ kind, url, envelope, artifacts: part });
+      else this.writeBody(kind, url, envelope, part);
+    }
+  }
+
+  /** One complete callback body to a sealed segment; held for later when the disk is full. */
+  private writeBody(kind: CallbackKind, url: string, envelope: unknown, artifacts: [number, string][]): boolean {
     const seq = this.nextSeq();
     const { dir } = this.options;
     const tmp = join(dir, `tmp-${pad(seq)}.ndjson`);
     const lines = [header(kind, url).trimEnd(), JSON.stringify(envelope), ...artifacts.map((a) => JSON.stringify(a))];
-    const fd = openSync(tmp, 'wx');
     try {
-      writeSync(fd, lines.join('\n') + '\n');
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
+      const fd = openSync(tmp, 'wx');
+      try {
+        writeAll(fd, Buffer.from(lines.join('\n') + '\n'));
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+    } catch (e) {
+      if (!isDiskFull(e)) throw e;
+      rmSync(tmp, { force: true });
+      this.heldBodies.push({ kind, url, envelope, artifacts });
+      this.noteDiskFull(e);
+      return false;
     }
     const name = `seg-${pad(seq)}-${artifacts.length}.ndjson`;
     renameSync(tmp, join(dir, name));
     this.fsyncDir();
     this.adopt({ seq, file: name, kind, url, count: artifacts.length, bytes: statSync(join(dir, name)).size, rejects: 0 });
+    return true;
   }
+
+  /** Whether a write found the disk full and has not succeeded since (generation is paused). */
+  get diskFull(): boolean {
+    return this.diskFullSince !== null;
+  }
+
+  /** A write failed for a full disk: pause writers and retry what is held every interval. */
+  noteDiskFull(e: unknown): void {
+    if (this.diskFullSince !== null) return;
+    this.diskFullSince = Date.now();
+    this.options.logger.error({ err: e, dir: this.options.dir }, 'spool: disk full: generation paused until space returns');
+    this.options.events?.onDiskFull?.(true);
+    this.diskProbe = setInterval(() => this.retryHeld(), DISK_FULL_RETRY_MS);
+    this.diskProbe.unref();
+  }
+
+  private retryHeld(): void {
+    if (this.closed) return;
+    const wasFull = this.diskFullSince;
+    this.diskFullSince = null; // writes below re-note it if the disk is still full
+    try {
+      for (const s of [...this.streams]) if (!s.writeHeld()) break;
+      while (this.diskFullSince === null && this.heldBodies.length > 0) {
+        const b = this.heldBodies.shift()!;
+        this.writeBody(b.kind, b.url, b.envelope, b.artifacts);
+      }
+    } catch (e) {
+      this.options.logger.error({ err: e }, 'spool: cannot write held artifacts');
+    }
+    if (this.diskFullSince !== null) {
+      this.diskFullSince = wasFull; // still full: keep the first time it was seen
+      return;
+    }
+    if (this.diskProbe) clearInterval(this.diskProbe);
+    this.diskProbe = null;
+    this.options.logger.info({ paused_s: wasFull ? (Date.now() - wasFull) / 1000 : 0 }, 'spool: disk space is back: generation resumes');
+    this.options.events?.onDiskFull?.(false);
+    for (const w of [...this.waiters]) w();
+  }
+
 
   /** Seals every open stream now (each becomes a callback). */
   flush(): void {
@@ -369,8 +494,9 @@ export class Spool {
     return { segments: this.segCount, artifacts, bytes };
   }
 
+  /** Writers must wait: the spool is over its byte cap, or the disk is full. */
   get full(): boolean {
-    return this.depth.bytes >= this.options.maxBytes;
+    return this.diskFull || this.depth.bytes >= this.options.maxBytes;
   }
 
   /** Resolves once the spool is below its byte cap (or at once when it is), or when `signal` aborts. */
@@ -422,6 +548,10 @@ export class Spool {
       }
     }
     if (this.flushTimer) clearInterval(this.flushTimer);
+    if (this.diskProbe) clearInterval(this.diskProbe);
+    const held = [...this.streams].reduce((n, st) => n + st.heldArtifacts, 0) + this.heldBodies.reduce((n, b) => n + b.artifacts.length, 0);
+    if (held > 0 || this.heldBodies.length > 0)
+      this.options.logger.error({ artifacts: held, bodies: this.heldBodies.length }, 'spool: closed with artifacts the full disk never took: they are lost');
     for (const lane of this.lanes.values()) if (lane.timer) clearTimeout(lane.timer);
     for (const c of this.inflight) c.abort();
     for (const w of [...this.waiters]) w();

@@ -137,10 +137,15 @@ export class ServeProcess {
     );
   }
 
-  /** Spawns `dit-poc serve ARGS` (add --port 0) and waits for its "listening" log line. */
-  static start(args: string[], env: Record<string, string> = {}, timeoutMs = 30_000): Promise<ServeProcess> {
+  /**
+   * Spawns `dit-poc serve ARGS` (add --port 0) and waits for its "listening" log line. `wrap`
+   * turns the command line [node, cli, serve, …] into another (e.g. run inside a namespace).
+   */
+  static start(args: string[], env: Record<string, string> = {}, timeoutMs = 30_000, wrap?: (argv: string[]) => string[]): Promise<ServeProcess> {
     assertCliBuilt();
-    const proc = spawn(process.execPath, [CLI, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    const argv = [process.execPath, CLI, 'serve', ...args];
+    const [cmd, ...rest] = wrap ? wrap(argv) : argv;
+    const proc = spawn(cmd, rest, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     const s = new ServeProcess(proc);
     return new Promise((resolvePromise, reject) => {
       const timer = setTimeout(() => {
