@@ -158,7 +158,9 @@ describe('denoise precision modes and weight transforms', () => {
 
 describe('denoise cancellation and bad requests', () => {
   it('cancel() rejects a denoise in flight; the model keeps working', async () => {
-    const p = model.denoise(request());
+    // A latent of 1280 tokens: seconds of work, so the cancel lands while it runs.
+    const big: [number, number, number, number] = [16, 5, 32, 32];
+    const p = model.denoise(request({ latentShape: big, latent: normal(404, 16 * 5 * 32 * 32) }));
     model.cancel();
     await expect(p).rejects.toThrow(/cancelled/);
     expect((await model.denoise(request())).every(Number.isFinite)).toBe(true);
@@ -170,6 +172,7 @@ describe('denoise cancellation and bad requests', () => {
     ['F = 0', () => request({ latentShape: [16, 0, 4, 6], latent: new Float32Array(0) }), /F must be a positive multiple/],
     ['latent of the wrong length', () => request({ latent: latent.subarray(1) }), /latent has 1151 elements, expected 1152/],
     ['latent not a Float32Array', () => request({ latent: Array.from(latent) as unknown as Float32Array }), /latent must be a Float32Array/],
+    ['a negative latent axis', () => request({ latentShape: [16, 3, -4, 6] }), /denoise: latentShape\[2\] must be an integer/],
     ['latentShape not 4 numbers', () => request({ latentShape: [16, 3, 4] as unknown as [number, number, number, number] }), /latentShape must be \[C_in, F, H, W\]/],
     ['timestep 1000', () => request({ timestep: 1000 }), /timestep must be an integer in \[0, 999\]/],
     ['timestep -1', () => request({ timestep: -1 }), /timestep must be an integer in \[0, 999\]/],

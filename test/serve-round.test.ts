@@ -104,6 +104,32 @@ describe('two nodes, different flags', () => {
     expect(init?.round).toEqual(st.body.round);
   });
 
+  it('a stat_test that lets calibrated cheats pass is used as sent, with one warning per round naming them; GET /calibration', async () => {
+    const nonces = [3, 4, 5];
+    const own = await pinned.request('POST', '/api/v1/pow/generate', { ...initBody(null), nonces, wait: true });
+    const validation = { artifacts: own.body.artifacts };
+    // What the decentralized-api sends when the chain has no stat_test for the model.
+    const dapiDefaults = { dist_threshold: 0.4, p_mismatch: 0.1, p_value_threshold: 0.05 };
+    for (let i = 0; i < 2; i++) {
+      const r = await pinned.request('POST', '/api/v1/pow/generate', { ...initBody(null), nonces, wait: true, validation, stat_test: dapiDefaults });
+      expect(r.body).toMatchObject({ status: 'completed', n_total: 3, n_mismatch: 0, fraud_detected: false });
+    }
+    await waitFor(() => pinned.logLines().some((l) => /lets calibrated cheats/.test(String(l.msg))), 'the warning');
+    const warnings = pinned.logLines().filter((l) => /lets calibrated cheats/.test(String(l.msg)));
+    expect(warnings).toHaveLength(1);
+    const msg = String(warnings[0].msg);
+    for (const cheat of ['weights in fp8 e4m3', 'weights with 1 % noise', 'attention inputs in fp8', 'timestep off by one']) expect(msg).toContain(cheat);
+    expect(msg).not.toContain('one expert for every layer');
+    expect(msg).toMatch(/the calibrated dist_threshold is 0\.006966 \(calibration\/wan-tiny\.json/);
+    expect(warnings[0].level).toBe(40);
+    // The calibrated stat_test itself warns about nothing.
+    const cal = await pinned.request('GET', '/api/v1/inference/pow/calibration');
+    expect(cal.body).toMatchObject({ model: 'wan-tiny', source: 'calibration/wan-tiny.json', stat_test: { dist_threshold: expect.closeTo(0.006966, 6), p_mismatch: 0.02, p_value_threshold: 0.01 } });
+    expect(cal.body.cheats).toContain('ctx_len halved');
+    await pinned.request('POST', '/api/v1/pow/generate', { ...initBody(null, { block_height: 4243 }), nonces, wait: true, validation, stat_test: cal.body.stat_test });
+    expect(pinned.logLines().filter((l) => /lets calibrated cheats/.test(String(l.msg)))).toHaveLength(1);
+  });
+
   it('a node whose flags would change a nonce refuses to start, exit 2', async () => {
     const r = await runCli(['serve', '--model', 'wan-tiny', '--port', '0', '--spool-dir', join(dir, 'c'), '--ctx-len', '8', '--weights-seed', 'x'], { timeoutMs: 30_000 });
     expect(r.code).toBe(2);

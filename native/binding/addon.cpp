@@ -470,7 +470,8 @@ Napi::Value Model::Denoise(const Napi::CallbackInfo& info) {
     if (!shape.IsArray() || shape.As<Napi::Array>().Length() != 4)
       throw Napi::TypeError::New(env, "denoise: latentShape must be [C_in, F, H, W]");
     auto sa = shape.As<Napi::Array>();
-    const char* names[4] = {"latentShape[0]", "latentShape[1]", "latentShape[2]", "latentShape[3]"};
+    const char* names[4] = {"denoise: latentShape[0]", "denoise: latentShape[1]", "denoise: latentShape[2]",
+                            "denoise: latentShape[3]"};
     for (uint32_t i = 0; i < 4; ++i) req.latent_shape[i] = to_count(sa.Get(i), names[i], 1 << 20);
     req.timestep = static_cast<int>(to_count(get(o, "timestep"), "denoise: timestep", 999));
     req.expert = static_cast<int>(to_count(get(o, "expert"), "denoise: expert", 1 << 20));
@@ -493,7 +494,6 @@ Napi::Value Model::Denoise(const Napi::CallbackInfo& info) {
       req.contexts.push_back(borrow_f32(w, ca.Get(i), context_size, "denoise: contexts[" + std::to_string(i) + "]"));
     validate_denoise_request(cfg, req);
     const size_t out_size = req.contexts.size() * static_cast<size_t>(be->denoise_output_size(req));
-    require_host_memory(static_cast<int64_t>(out_size * sizeof(float)), "denoise: the output");
     Napi::Float32Array out;
     if (info.Length() > 1 && !info[1].IsUndefined()) {
       if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
@@ -503,6 +503,7 @@ Napi::Value Model::Denoise(const Napi::CallbackInfo& info) {
         throw Napi::RangeError::New(env, "denoise: out has " + std::to_string(out.ElementLength()) +
                                              " elements, expected " + std::to_string(out_size));
     } else {
+      require_host_memory(static_cast<int64_t>(out_size * sizeof(float)), "denoise: the output");
       out = Napi::Float32Array::New(env, out_size);
     }
     w->out = out.Data();

@@ -8,6 +8,12 @@ import { InputError } from '../errors.js';
 import { packageRoot } from '../package-info.js';
 import { DEFAULT_STAT_TEST, parseStatTest, type StatTest } from '../validation/verdict.js';
 
+/** One calibrated cheat: its artifact distances to the reference at percentiles 0, 1, …, 100. */
+export interface CalibratedCheat {
+  name: string;
+  distance_percentiles: number[];
+}
+
 export interface CalibrationFile {
   model: string;
   stat_test: StatTest;
@@ -15,6 +21,8 @@ export interface CalibrationFile {
   nonces: number;
   created: string;
   command: string;
+  /** The malign variants measured (absent in files written before they were recorded). */
+  cheats?: CalibratedCheat[];
 }
 
 export function calibrationPath(model: string, root = join(packageRoot(), 'calibration')): string {
@@ -32,6 +40,10 @@ export function readCalibration(model: string, root?: string): CalibrationFile |
   }
   const d = data as CalibrationFile;
   if (d?.model !== model) throw new InputError(`calibration file ${p} is for model ${JSON.stringify(d?.model)}, not ${model}`);
+  if (d.cheats !== undefined) {
+    const ok = Array.isArray(d.cheats) && d.cheats.every((c) => typeof c?.name === 'string' && Array.isArray(c.distance_percentiles) && c.distance_percentiles.length === 101 && c.distance_percentiles.every((x, i, a) => typeof x === 'number' && x >= 0 && (i === 0 || x >= a[i - 1])));
+    if (!ok) throw new InputError(`calibration file ${p}: cheats must be [{name, distance_percentiles: 101 ascending non-negative numbers}]`);
+  }
   return { ...d, stat_test: parseStatTest(d.stat_test) };
 }
 
@@ -48,7 +60,9 @@ export function writeCalibration(file: CalibrationFile, root?: string): string {
       // an unreadable old file is replaced whole
     }
   }
-  writeFileSync(p, JSON.stringify({ ...file, ...kept }, null, 2) + '\n');
+  // Number arrays (the cheats' percentiles) on one line each, to keep the file readable.
+  const text = JSON.stringify({ ...file, ...kept }, null, 2).replace(/\[\s*(-?[\d.e+-]+(?:,\s*-?[\d.e+-]+)*)\s*\]/g, (_m, inner: string) => `[${inner.split(/,\s*/).join(', ')}]`);
+  writeFileSync(p, text + '\n');
   return p;
 }
 

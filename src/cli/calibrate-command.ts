@@ -7,6 +7,7 @@ import { join, relative } from 'node:path';
 import { Command } from 'commander';
 
 import { calibrate } from '../calibration/calibrate.js';
+import { distancePercentiles } from '../calibration/cheat-check.js';
 import { writeCalibration } from '../calibration/calibration-file.js';
 import { calibrationMarkdown } from '../calibration/report.js';
 import { calibrationVariants } from '../calibration/variants.js';
@@ -136,7 +137,12 @@ export function calibrateCommand(): Command {
       writeFileSync(join(outDir, 'report.md'), calibrationMarkdown(result, figures));
       if (o.writeCalibration) {
         const p = writeCalibration(
-          { model: round.model, stat_test: { dist_threshold: result.stat_test.dist_threshold, p_mismatch: result.stat_test.p_mismatch, p_value_threshold: result.stat_test.p_value_threshold }, basis: result.stat_test.basis, nonces: nonces.length, created: result.environment.date as string, command },
+          {
+            model: round.model, stat_test: { dist_threshold: result.stat_test.dist_threshold, p_mismatch: result.stat_test.p_mismatch, p_value_threshold: result.stat_test.p_value_threshold },
+            basis: result.stat_test.basis, nonces: nonces.length, created: result.environment.date as string, command,
+            // serve warns when a request's stat_test would let one of these pass.
+            cheats: malign.map((v) => ({ name: v.name, distance_percentiles: distancePercentiles(run.distances.get(v.name)!) })),
+          },
           o.calibrationDir,
         );
         process.stderr.write(`validation defaults written to ${relative(process.cwd(), p) || p}\n`);

@@ -124,5 +124,6 @@ function registerPocRoutes(app: FastifyInstance, prefix: string, s: PocService, 
   });
   app.get<{ Params: { request_id: string } }>(`${prefix}/generate/:request_id`, { schema: { params: requestIdSchema } }, async (req) => s.job(req.params.request_id));
   app.get(`${prefix}/status`, async () => s.status());
+  app.get(`${prefix}/calibration`, async () => s.calibration());
   app.post(`${prefix}/stop`, async () => s.stop());
 }

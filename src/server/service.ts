@@ -6,11 +6,12 @@ import type { Logger } from 'pino';
 
 import { bundleRound } from '../bundle/format.js';
 import { InputError } from '../errors.js';
-import { weightsIdentity } from '../round/params.js';
-import { statTestForModel } from '../calibration/calibration-file.js';
+import { modelInfo, weightsIdentity, type RoundParams } from '../round/params.js';
+import { readCalibration, statTestForModel } from '../calibration/calibration-file.js';
+import { cheatsPassing } from '../calibration/cheat-check.js';
 import { cpuWeightsBytes, forwardBytesPerNonce, gib, planBatch } from '../engine/memory-estimate.js';
 import { checkAssignment } from '../protocol/nonce-assignment.js';
-import { modelInfo, type RoundParams } from '../round/params.js';
+import { DEFAULT_STAT_TEST, type StatTest } from '../validation/verdict.js';
 import type { DeviceWorker } from './devices.js';
 import { GenerationSession } from './generation.js';
 import { encoding, JobQueue, type JobQueueOptions } from './jobs.js';
@@ -49,6 +50,7 @@ export class PocService {
   private stopping: Promise<void> | null = null;
   private idleWaiters: Array<() => void> = [];
   private closing = false;
+  private readonly warnedRounds = new Set<string>();
   private failedRound: FailedRound | null = null;
   readonly jobs: JobQueue;
 
@@ -129,6 +131,7 @@ export class PocService {
     }
     // Fields the request leaves out come from the model's calibration (or SPEC §10 defaults).
     const stat = claims ? statTestForModel(round.model, { ...(b.stat_test ?? {}) }) : undefined;
+    if (stat) this.warnIfLenient(round.model, b, stat);
     const wait = b.wait ?? false;
     if (wait && this.generating) throw new HttpError(409, 'Already generating');
     const batchSize = this.batchFor(round, b.batch_size);
@@ -216,6 +219,44 @@ export class PocService {
     }
     if (this.stopping) await this.stopping;
     return { status: 'OK', pow_status: { status: STOPPED } };
+  }
+
+  /** GET /calibration: the served model's calibrated stat_test, for the chain's governance to copy. */
+  calibration(): Record<string, unknown> {
+    const model = this.o.deployed.model;
+    const file = readCalibration(model);
+    const stat = file?.stat_test ?? DEFAULT_STAT_TEST;
+    return {
+      model,
+      served_model_names: this.o.deployed.names.all,
+      stat_test: { dist_threshold: stat.dist_threshold, p_mismatch: stat.p_mismatch, p_value_threshold: stat.p_value_threshold },
+      source: file ? `calibration/${model}.json` : 'SPEC §10 defaults (this model has no calibration)',
+      basis: file?.basis ?? null,
+      created: file?.created ?? null,
+      cheats: (file?.cheats ?? []).map((c) => c.name),
+    };
+  }
+
+  /** Warns, once per round, when a validation's stat_test would let a calibrated cheat pass. */
+  private warnIfLenient(model: string, b: GenerateBody, stat: StatTest): void {
+    const key = `${b.block_hash}|${b.block_height}|${stat.dist_threshold}|${stat.p_mismatch}|${stat.p_value_threshold}`;
+    if (this.warnedRounds.has(key)) return;
+    const file = readCalibration(model);
+    if (!file?.cheats) return;
+    const passing = cheatsPassing(file.cheats, stat);
+    if (passing.length === 0) return;
+    if (this.warnedRounds.size >= 1000) this.warnedRounds.clear();
+    this.warnedRounds.add(key);
+    this.o.log.warn(
+      {
+        block_height: b.block_height,
+        stat_test: stat,
+        calibrated_stat_test: file.stat_test,
+        passing_cheats: passing,
+      },
+      `stat_test dist_threshold ${stat.dist_threshold} lets calibrated cheats of ${model} pass validation: ${passing.map((c) => c.name).join(', ')}; ` +
+        `the calibrated dist_threshold is ${file.stat_test.dist_threshold.toPrecision(4)} (calibration/${model}.json; GET /api/v1/pow/calibration)`,
+    );
   }
 
   /** Refuses new work (503) from now on; used by a graceful shutdown. */
