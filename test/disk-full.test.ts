@@ -119,7 +119,7 @@ describe('spool on a full disk (injected ENOSPC)', () => {
 /** A model whose forward gives finite outputs at once (the bundle path, not the engine, is tested). */
 function fakeModel(): NativeModel {
   return {
-    config: modelInfo('wan-tiny'), identity: 'fake', backend: 'cpu', threads: 1, disposed: false,
+    config: modelInfo('wan-tiny'), identity: 'random:AB' /* the round's weights: the bundle header rule checks it */, backend: 'cpu', threads: 1, disposed: false,
     async forward(req) {
       return Float32Array.from({ length: req.nonces.length * 64 }, (_, i) => Math.cos(i) + 2);
     },
@@ -181,7 +181,7 @@ describe.skipIf(!canMountTmpfs())('a real full disk (tmpfs)', () => {
     await rx.down(); // nothing is delivered: the spool grows until the disk is full
     const srv = await ServeProcess.start(
       ['--model', 'wan-tiny', '--weights', 'random', '--grid', '2,4,4', '--threads', '2', '--port', '0', '--spool-dir', join(mnt, 'spool'),
-        '--callback-interval', '0.2', '--retry-initial', '100', '--retry-max', '300', '--callback-timeout', '2', '--shutdown-timeout', '5', '--spool-max-mb', '512'],
+        '--callback-interval', '0.2', '--retry-initial', '100', '--retry-max', '300', '--callback-timeout', '2', '--shutdown-timeout', '5', '--spool-max-mb', '512', '--max-attempts', '100000'],
       {}, 30_000, onTmpfs(mnt, '96k'),
     );
     try {

@@ -10,6 +10,7 @@
 
 #include "backend.h"
 #include "backend_factory.h"
+#include "cpu/cpu_isa.h"
 #include "bf16.h"
 #include "host_memory.h"
 #include "model_config.h"
@@ -529,13 +530,12 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   o.Set("backends", backends);
   o.Set("cudaCompiled", cuda_backend_compiled());
   o.Set("hardwareThreads", std::thread::hardware_concurrency());
-#ifdef __AVX512F__
-  o.Set("simd", "avx512");
-#elif defined(__AVX2__)
-  o.Set("simd", "avx2");
-#else
-  o.Set("simd", "generic");
-#endif
+  // The CPU kernels' instruction-set path (DITPOC_CPU_ISA or the best the CPU runs).
+  o.Set("simd", cpu::isa_name(cpu::active_isa()));
+  const auto paths = cpu::supported_isas();
+  auto arr = Napi::Array::New(env, paths.size());
+  for (size_t i = 0; i < paths.size(); ++i) arr.Set(static_cast<uint32_t>(i), cpu::isa_name(paths[i]));
+  o.Set("cpuPaths", arr);
   return o;
 }
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cancel.h"
+#include "cpu/cpu_isa.h"
 #include "weights.h"
 
 namespace ditpoc {
@@ -110,6 +111,9 @@ BatchRequest denoise_batch(const ModelConfig& cfg, const DenoiseRequest& req);
 // out [C_out, F·pt, H·ph, W·pw] with out[c, f·pt+a, h·ph+i, w·pw+j] = y[tok][((a·ph+i)·pw+j)·C_out+c].
 void unpatchify(const ModelConfig& cfg, const Grid& grid, const float* y, float* out);
 
+// The CPU backend on the kernels' path cpu::active_isa(), or on the given one (cpu/cpu_isa.h).
 std::unique_ptr<Backend> make_cpu_backend(std::shared_ptr<const ModelWeights> weights, int threads);
+std::unique_ptr<Backend> make_cpu_backend(std::shared_ptr<const ModelWeights> weights, int threads,
+                                          cpu::Isa isa);
 
 }  // namespace ditpoc

@@ -1,9 +1,11 @@
 #include "backend_factory.h"
 
+#include <algorithm>
 #include <map>
 #include <stdexcept>
 
 #include "checkpoint.h"
+#include "cpu/cpu_isa.h"
 
 #ifdef DITPOC_HAVE_CUDA_BACKEND
 #include "cuda/cuda_backend.h"
@@ -51,20 +53,36 @@ std::vector<std::string> available_backends() {
   return out;
 }
 
+namespace {
+// "cpu" or "cpu:<path>" (a CPU path of cpu_isa.h, for comparisons and calibration).
+bool is_cpu_kind(const std::string& k) { return k == "cpu" || k.rfind("cpu:", 0) == 0; }
+cpu::Isa cpu_path_of(const std::string& k) { return k == "cpu" ? cpu::active_isa() : cpu::parse_isa(k.substr(4)); }
+std::unique_ptr<Backend> make_cpu(const std::string& k, std::shared_ptr<const ModelWeights> w, int threads) {
+  return make_cpu_backend(std::move(w), threads, cpu_path_of(k));
+}
+}  // namespace
+
 std::string resolve_backend(const std::string& kind) {
   if (kind == "cpu") return kind;
+  if (is_cpu_kind(kind)) {
+    cpu::Isa isa = cpu::parse_isa(kind.substr(4));  // std::invalid_argument for an unknown path
+    const auto ok = cpu::supported_isas();
+    if (std::find(ok.begin(), ok.end(), isa) == ok.end())
+      throw std::runtime_error("backend " + kind + ": this CPU cannot run that path");
+    return kind;
+  }
   if (kind == "cuda") {
     if (!cuda_backend_compiled()) throw std::runtime_error(kNoCuda);
     return kind;
   }
   if (kind == "auto" || kind.empty()) return visible_cuda_devices() > 0 ? "cuda" : "cpu";
-  throw std::invalid_argument("backend must be auto, cpu or cuda, got '" + kind + "'");
+  throw std::invalid_argument("backend must be auto, cpu, cpu:<path> or cuda, got '" + kind + "'");
 }
 
 std::unique_ptr<Backend> make_backend(const std::string& kind, int device, std::shared_ptr<const ModelWeights> weights,
                                       int threads) {
   const std::string k = resolve_backend(kind);
-  if (k == "cpu") return make_cpu_backend(std::move(weights), threads);
+  if (is_cpu_kind(k)) return make_cpu(k, std::move(weights), threads);
 #ifdef DITPOC_HAVE_CUDA_BACKEND
   return make_cuda_backend(std::move(weights), device, threads);
 #else
@@ -77,11 +95,11 @@ std::unique_ptr<Backend> make_backend_random(const std::string& kind, int device
                                              const std::string& weights_seed, int threads,
                                              const WeightTransform& transform, const ProgressFn& progress) {
   const std::string k = resolve_backend(kind);
-  if (k == "cpu") {
+  if (is_cpu_kind(k)) {
     ThreadPool pool(threads);
     auto w = std::make_shared<ModelWeights>(random_weights(cfg, weights_seed, pool, progress));
     apply_weight_transform(*w, transform, pool);
-    return make_cpu_backend(std::move(w), threads);
+    return make_cpu(k, std::move(w), threads);
   }
 #ifdef DITPOC_HAVE_CUDA_BACKEND
   if (transform.kind == WeightTransform::Kind::None) return make_cuda_backend_random(cfg, weights_seed, device, threads);
@@ -103,10 +121,10 @@ std::unique_ptr<Backend> make_backend_checkpoint(const std::string& kind, int de
                                                  const WeightTransform& transform, const ProgressFn& progress) {
   const std::string k = resolve_backend(kind);
   ThreadPool pool(threads);
-  if (k == "cpu") {
+  if (is_cpu_kind(k)) {
     auto w = std::make_shared<ModelWeights>(load_checkpoint(cfg, dir, pool, progress));
     apply_weight_transform(*w, transform, pool);
-    return make_cpu_backend(std::move(w), threads);
+    return make_cpu(k, std::move(w), threads);
   }
 #ifdef DITPOC_HAVE_CUDA_BACKEND
   const std::string identity = transform.kind == WeightTransform::Kind::None ? dir : dir + "+" + describe(transform);

@@ -15,7 +15,8 @@ namespace ditpoc {
 bool cuda_backend_compiled();
 // Backends usable now: "cpu", plus "cuda" when compiled in and a device is visible.
 std::vector<std::string> available_backends();
-// "auto" → "cuda" or "cpu"; "cpu"/"cuda" are returned as given. Throws std::invalid_argument
+// "auto" → "cuda" or "cpu"; "cpu"/"cuda" are returned as given, and so is "cpu:<path>" (the
+// CPU backend on a given path of cpu/cpu_isa.h) when this CPU runs that path. Throws std::invalid_argument
 // for another name and std::runtime_error for "cuda" in a build without it.
 std::string resolve_backend(const std::string& kind);
 

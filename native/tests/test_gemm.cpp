@@ -1,6 +1,7 @@
-// Tests of the CPU GEMM (native/engine/cpu/gemm.h): accuracy against a float64 reference,
-// exact agreement with the canonical fp32 FMA sequence, bit-exact determinism across M, row
-// position, neighbouring rows and thread counts, strides, tails, and pack/unpack round trip.
+// Tests of the CPU GEMM (native/engine/cpu/gemm.h), on every CPU path the machine runs: accuracy
+// against a float64 reference, exact agreement with the path's fp32 sequence, bit-exact
+// determinism across M, row position, neighbouring rows and thread counts, strides, tails, and
+// pack/unpack round trip.
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -11,6 +12,7 @@
 
 #include "bf16.h"
 #include "check.h"
+#include "cpu/cpu_isa.h"
 #include "cpu/gemm.h"
 #include "thread_pool.h"
 
@@ -105,18 +107,34 @@ void check_against_reference(const Problem& p, const std::vector<float>& c, bool
             (long long)p.ldc);
 }
 
-// The canonical sequence of the contract: acc = 0; acc = fma(a'[k], w[k], acc) for k in order;
-// C = acc + bias, all in fp32. Every backend path (AVX-512, portable) must give these bits, which
-// is what makes results reproducible across machines.
+// The exact sequence of the active path (gemm_unit.inc), all in fp32. FMA paths (portable, avx2,
+// avx512): acc = 0; acc = fma(a'[k], w[k], acc) for k in order; C = acc + bias: the same bits on
+// every machine. bf16 dot path with rounded A: per k pair, in order, acc = fma(a'[k+1], w[k+1],
+// acc) then fma(a'[k], w[k], acc) (vdpbf16ps' documented order; both products are exact).
 void check_canonical_bits(const Problem& p, const std::vector<float>& c, bool round_a,
                           const char* what) {
   int bad = 0;
+  const bool dot = round_a && ditpoc::cpu::active_isa() == ditpoc::cpu::Isa::Avx512Bf16;
   for (int64_t i = 0; i < p.m; ++i)
     for (int64_t j = 0; j < p.n; ++j) {
       float acc = 0.0f;
-      for (int64_t kk = 0; kk < p.k; ++kk)
-        acc = std::fma(a_eff(p.a[i * p.lda + kk], round_a),
-                       ditpoc::bf16_to_f32(p.w[j * p.k + kk]), acc);
+      auto at = [&](int64_t kk, float* a, float* w) {
+        *a = kk < p.k ? a_eff(p.a[i * p.lda + kk], round_a) : 0.0f;
+        *w = kk < p.k ? ditpoc::bf16_to_f32(p.w[j * p.k + kk]) : 0.0f;
+      };
+      if (dot) {
+        for (int64_t kk = 0; kk < p.k; kk += 2) {
+          float a0, w0, a1, w1;
+          at(kk, &a0, &w0);
+          at(kk + 1, &a1, &w1);
+          acc = std::fma(a1, w1, acc);
+          acc = std::fma(a0, w0, acc);
+        }
+      } else {
+        for (int64_t kk = 0; kk < p.k; ++kk)
+          acc = std::fma(a_eff(p.a[i * p.lda + kk], round_a),
+                         ditpoc::bf16_to_f32(p.w[j * p.k + kk]), acc);
+      }
       if (!p.bias.empty()) acc = acc + p.bias[j];
       const float got = c[i * p.ldc + j];
       if (ditpoc::f32_bits(got) != ditpoc::f32_bits(acc) && bad++ < 3)
@@ -270,8 +288,13 @@ void test_determinism(ThreadPool& pool1, ThreadPool& pool2, ThreadPool& pool3) {
 int main() {
   ThreadPool pool1(1), pool2(2), pool3(3);
   test_pack_unpack();
-  test_k_zero(pool2);
-  test_accuracy(pool1, pool2, pool3);
-  test_determinism(pool1, pool2, pool3);
+  // Every CPU path this machine can run: the same checks, each against its own exact sequence.
+  for (ditpoc::cpu::Isa isa : ditpoc::cpu::supported_isas()) {
+    ditpoc::cpu::set_active_isa(isa);
+    std::printf("path %s\n", ditpoc::cpu::isa_name(isa));
+    test_k_zero(pool2);
+    test_accuracy(pool1, pool2, pool3);
+    test_determinism(pool1, pool2, pool3);
+  }
   return check::finish("test_gemm");
 }

@@ -12,6 +12,13 @@ import { weightsIdentity, type RoundParams } from '../round/params.js';
 export const BUNDLE_FORMAT = 'dit-poc-bundle';
 export const BUNDLE_VERSION = 1;
 
+/**
+ * The longest record line a reader accepts. A batch line holds one batch (2·k_dim bytes of base64
+ * per artifact: about 2.8 KB at the largest k_dim, so 64 MiB is over 20,000 artifacts); a longer
+ * line means a corrupt or hostile file, refused before it is held in memory.
+ */
+export const MAX_BUNDLE_LINE_BYTES = 64 * 2 ** 20;
+
 export interface BundleRound {
   model: string;
   block_hash: string;

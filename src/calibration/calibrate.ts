@@ -1,7 +1,7 @@
 // DiFR-style calibration: the same nonces under a reference configuration and under each
 // variant; the artifact distances to the reference tell honest recomputation from cheating.
 import { artifactDistance, decodeArtifact } from '../artifact/artifact.js';
-import type { NativeModel } from '../engine/native.js';
+import { addon, type NativeModel } from '../engine/native.js';
 import { NonceRunner, openModel } from '../engine/nonce-runner.js';
 import type { RoundParams } from '../round/params.js';
 import { buildCalibrationResult, type CalibrationResult } from './report.js';
@@ -63,7 +63,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrationRun> {
 
   const result = buildCalibrationResult({
     model: round.model,
-    reference: `cpu backend, ${round.precision} precision, batch ${o.batch}, ${referenceThreads} threads, weights ${round.weights === 'random' ? `random:${round.weightsSeed}` : round.weights}, grid ${round.grid.join('x')}, ctx_len ${round.ctxLen}`,
+    reference: `cpu backend (path ${addon().buildInfo().simd}), ${round.precision} precision, batch ${o.batch}, ${referenceThreads} threads, weights ${round.weights === 'random' ? `random:${round.weightsSeed}` : round.weights}, grid ${round.grid.join('x')}, ctx_len ${round.ctxLen}`,
     deviations: o.variants.map((v) => ({ name: v.name, kind: v.kind, distances: distances.get(v.name)! })),
     nSamples: o.nSamples,
     // The threshold sits well above honest noise: 1.5 × the p99.9 of the worst honest

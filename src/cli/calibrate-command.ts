@@ -93,7 +93,8 @@ export function calibrateCommand(): Command {
       if (o.backend === 'cuda' && !build.backends.includes('cuda'))
         throw new InputError(`--backend cuda: ${build.cudaCompiled ? 'no CUDA device answers' : 'this build has no CUDA backend'} (backends: ${build.backends.join(', ')})`);
       const withCuda = o.backend !== 'cpu' && build.backends.includes('cuda');
-      const variants = calibrationVariants(modelInfo(round.model), round.ctxLen, round.blockHash, withCuda ? o.device : undefined)
+      const variants = calibrationVariants(modelInfo(round.model), round.ctxLen, round.blockHash, withCuda ? o.device : undefined,
+        { active: build.simd, available: build.cpuPaths })
         .filter((v) => !o.variants || o.variants.test(v.name));
       if (variants.length === 0) throw new InputError(`--variants ${o.variants}: no variant matches`);
       if (!variants.some((v) => v.kind === 'benign'))

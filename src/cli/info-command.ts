@@ -22,7 +22,7 @@ export function infoCommand(): Command {
         process.stdout.write(JSON.stringify({ build, models }, null, 2) + '\n');
         return;
       }
-      console.log(`backends: ${build.backends.join(', ')}  (CPU: ${build.hardwareThreads} threads, ${build.simd}; CUDA ${build.cudaCompiled ? 'compiled in' : 'not in this build'})`);
+      console.log(`backends: ${build.backends.join(', ')}  (CPU: ${build.hardwareThreads} threads, path ${build.simd} of ${build.cpuPaths.join('/')} (DITPOC_CPU_ISA forces one); CUDA ${build.cudaCompiled ? 'compiled in' : 'not in this build'})`);
       console.log('models:');
       for (const m of models)
         console.log(`  ${m.id.padEnd(18)} D=${m.dim} layers=${m.layers} heads=${m.heads} experts=${m.experts.join('+')} params/expert=${(m.params_per_expert / 1e9).toFixed(3)}B`);

@@ -7,6 +7,9 @@ import { BundleWriter } from '../bundle/writer.js';
 import { closeWorkers, commitmentInWorker } from '../workers/pool.js';
 import { EXIT_INVALID } from './errors.js';
 
+// Artifacts per batch record in a repaired bundle (k_dim 1024: about 3 MB a line).
+const REPAIR_BATCH = 1024;
+
 interface InspectOptions {
   json: boolean;
   artifacts: boolean;
@@ -21,17 +24,13 @@ export function inspectCommand(): Command {
     .option('--artifacts', 'include every artifact in the JSON output', false)
     .option('--repair <OUT>', 'write a closed copy of a truncated bundle (keeps every complete batch)')
     .action(async (path: string, o: InspectOptions) => {
-      const bundle = await readBundle(path, { allowTruncated: true });
+      // The reader's rule decides what is wrong with the header and the nonces; inspect reports it.
+      const bundle = await readBundle(path, { allowTruncated: true, allowBadHeader: true });
       const { header, artifacts, end } = bundle;
-      const problems: string[] = [];
-      const seen = new Set<number>();
-      for (const a of artifacts) {
-        if (seen.has(a.nonce)) problems.push(`nonce ${a.nonce} appears twice`);
-        seen.add(a.nonce);
-      }
+      const problems: string[] = [...bundle.problems];
       let commit: { count: number; rootHex: string } | null = null;
       try {
-        if (problems.length === 0) commit = await commitmentInWorker({ nonces: artifacts.map((a) => a.nonce), vectorsB64: artifacts.map((a) => a.vectorB64) });
+        if (!bundle.duplicateArtifacts) commit = await commitmentInWorker({ nonces: artifacts.map((a) => a.nonce), vectorsB64: artifacts.map((a) => a.vectorB64) });
       } finally {
         await closeWorkers();
       }
@@ -41,12 +40,17 @@ export function inspectCommand(): Command {
         if (end.root_hex !== commit.rootHex) problems.push(`end record root ${end.root_hex} differs from the artifacts' root ${commit.rootHex}`);
       }
 
+      // Only a bundle whose sole problem is the missing end record is repaired.
+      const repairable = !end && commit !== null && problems.length === 1;
       if (o.repair) {
         if (end) problems.push('nothing to repair: the bundle has an end record');
-        else if (commit) {
+        else if (!repairable) problems.push('not repaired: the bundle has problems besides the missing end record');
+        else {
           const w = BundleWriter.create(o.repair, header.round, header.node);
-          w.appendBatch(artifacts.map((a) => [a.nonce, a.vectorB64]), bundle.dropped);
-          w.finish({ count: commit.count, root_hex: commit.rootHex, dropped: bundle.dropped.length, elapsed_s: 0, nonces_per_second: 0, interrupted: true });
+          // Batches of bounded size keep every line of the repaired file under the reader's limit.
+          for (let i = 0; i < Math.max(artifacts.length, bundle.dropped.length); i += REPAIR_BATCH)
+            w.appendBatch(artifacts.slice(i, i + REPAIR_BATCH).map((a) => [a.nonce, a.vectorB64]), bundle.dropped.slice(i, i + REPAIR_BATCH));
+          w.finish({ count: commit!.count, root_hex: commit!.rootHex, dropped: bundle.dropped.length, elapsed_s: 0, nonces_per_second: 0, interrupted: true });
         }
       }
 
@@ -67,8 +71,8 @@ export function inspectCommand(): Command {
         console.log(`  weights ${r.weights_identity}; node ${header.node.node_id}/${header.node.node_count} group ${header.node.group_id}/${header.node.n_groups}`);
         console.log(`  ${artifacts.length} artifacts, count ${end?.count ?? '-'}, root ${end?.root_hex ?? '-'}, ${bundle.dropped.length} dropped`);
         console.log(problems.length ? `  PROBLEMS:\n    ${problems.join('\n    ')}` : '  intact: root and count match the artifacts');
-        if (o.repair && !end && commit) console.log(`  repaired copy written to ${o.repair}`);
+        if (o.repair && repairable) console.log(`  repaired copy written to ${o.repair}`);
       }
-      if (problems.length && !(o.repair && !end && commit)) process.exitCode = EXIT_INVALID;
+      if (problems.length && !(o.repair && repairable)) process.exitCode = EXIT_INVALID;
     });
 }

@@ -29,6 +29,7 @@ interface ServeOptions extends Omit<RoundCliOptions, 'blockHash' | 'publicKey'> 
   retryInitial: number;
   retryMax: number;
   maxRejects: number;
+  maxAttempts: number;
   shutdownTimeout: number;
   bodyLimit: number;
   memoryBudgetMb?: number;
@@ -57,6 +58,7 @@ export function serveCommand(): Command {
     .addOption(opt('--retry-initial <MS>', 'first retry delay of a failed callback', 'DITPOC_RETRY_INITIAL_MS').argParser(positiveNumber('--retry-initial')).default(1000))
     .addOption(opt('--retry-max <MS>', 'cap of the exponential retry delay', 'DITPOC_RETRY_MAX_MS').argParser(positiveNumber('--retry-max')).default(30_000))
     .addOption(opt('--max-rejects <N>', '4xx answers before a callback is moved to <spool>/dead', 'DITPOC_MAX_REJECTS').argParser(positiveInt('--max-rejects')).default(5))
+    .addOption(opt('--max-attempts <N>', 'failed attempts of any kind before a callback is moved to <spool>/dead (vLLM: 10)', 'DITPOC_MAX_ATTEMPTS').argParser(positiveInt('--max-attempts')).default(10))
     .addOption(opt('--memory-budget-mb <N>', "memory each device's forwards may use (default: the host's available memory, shared by CPU workers)", 'DITPOC_MEMORY_BUDGET_MB').argParser(positiveNumber('--memory-budget-mb')))
     .addOption(opt('--shutdown-timeout <S>', 'seconds from SIGTERM to exit at most (stopping, then flushing the spool)', 'DITPOC_SHUTDOWN_TIMEOUT_SEC').argParser(nonNegativeInt('--shutdown-timeout')).default(10))
     .addOption(opt('--body-limit <BYTES>', 'largest request body', 'DITPOC_BODY_LIMIT').argParser(positiveInt('--body-limit')).default(8 * 1024 * 1024))
@@ -91,6 +93,7 @@ export function serveCommand(): Command {
         callbackTimeoutMs: o.callbackTimeout * 1000,
         retry: { initialMs: o.retryInitial, maxMs: o.retryMax, factor: 2 },
         maxRejects: o.maxRejects,
+        maxAttempts: o.maxAttempts,
         shutdownTimeoutMs: o.shutdownTimeout * 1000,
         bodyLimit: o.bodyLimit,
         memoryBudgetBytes: o.memoryBudgetMb !== undefined ? o.memoryBudgetMb * 1024 * 1024 : undefined,

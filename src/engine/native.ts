@@ -91,6 +91,9 @@ export interface NativeModel {
   dispose(): void;
 }
 
+/** A backend: auto, cpu, cuda, or cpu:<path> (the CPU backend on one of BuildInfo.cpuPaths). */
+export type BackendKind = 'auto' | 'cpu' | 'cuda' | `cpu:${string}`;
+
 export interface LoadOptions {
   model: string;
   weights: 'random' | string;
@@ -99,7 +102,7 @@ export interface LoadOptions {
   /** Deviation (calibration, cheat tests): "none", "noise:REL[:SEED]", "fp8" or "int4[:GROUP]". */
   weightTransform?: string;
   /** auto (CUDA when this build has it and a device answers, else CPU), cpu or cuda. */
-  backend?: 'auto' | 'cpu' | 'cuda';
+  backend?: BackendKind;
   /** CUDA device ordinal. */
   device?: number;
 }
@@ -108,7 +111,10 @@ export interface BuildInfo {
   backends: string[];
   cudaCompiled: boolean;
   hardwareThreads: number;
+  /** The CPU kernels' path: DITPOC_CPU_ISA when set, else the best in cpuPaths. */
   simd: string;
+  /** CPU paths this build runs on this machine, best last. */
+  cpuPaths: string[];
 }
 
 export interface NativeAddon {

@@ -1,5 +1,5 @@
 // Round parameters (SPEC §4) and their defaults.
-import { addon, type ModelInfo, type Precision } from '../engine/native.js';
+import { addon, type BackendKind, type ModelInfo, type Precision } from '../engine/native.js';
 import { InputError } from '../errors.js';
 
 export type Grid = [number, number, number];
@@ -16,7 +16,7 @@ export interface RoundParams {
   strongerRng: boolean;
   precision: Precision;
   /** Where the round is computed; not a protocol parameter (any backend gives the same artifacts up to rounding). */
-  backend: 'auto' | 'cpu' | 'cuda';
+  backend: BackendKind;
   device: number;
 }
 

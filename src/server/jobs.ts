@@ -78,6 +78,8 @@ export class JobQueue {
     private readonly options: JobQueueOptions,
     private readonly log: Logger,
     private readonly onFinished: (kind: 'compute' | 'validation', outcome: JobStatus) => void,
+    /** Nonces a job's forwards computed, per device (the same /metrics counters as generation). */
+    private readonly countNonces: (device: string, computed: number, dropped: number) => void = () => undefined,
   ) {}
 
   get depth(): { jobs: number; nonces: number } {
@@ -217,8 +219,11 @@ export class JobQueue {
               if (spec.claims) {
                 const claims = chunk.map((nonce) => ({ nonce, vectorB64: spec.claims!.get(nonce)! }));
                 compared[i] = await recomputeAndCompare(runner, claims, spec.stat!, chunk.length);
+                this.countNonces(device.spec.id, chunk.length, 0);
               } else {
                 computed[i] = (await runner.run(chunk)).map((r) => r.vectorB64);
+                const dropped = computed[i].filter((v) => v === null).length;
+                this.countNonces(device.spec.id, chunk.length - dropped, dropped);
               }
             });
           }

@@ -41,6 +41,7 @@ export class ServerMetrics {
   readonly requests: Counter<'route' | 'status'>;
   readonly jobs: Counter<'kind' | 'outcome'>;
   readonly roundsFailed: Counter;
+  readonly deadLetters: Counter<'kind' | 'reason'>;
   readonly batchFailures: Counter<'reason'>;
   readonly unhandledRejections: Counter;
   private noncesSum = 0;
@@ -57,6 +58,7 @@ export class ServerMetrics {
     this.artifactsDelivered = new Counter({ name: 'ditpoc_artifacts_delivered_total', help: 'Artifacts acknowledged by the callback receiver', registers });
     this.requests = new Counter({ name: 'ditpoc_http_requests_total', help: 'HTTP requests answered', labelNames: ['route', 'status'], registers });
     this.jobs = new Counter({ name: 'ditpoc_jobs_total', help: 'Finished /generate jobs', labelNames: ['kind', 'outcome'], registers });
+    this.deadLetters = new Counter({ name: 'ditpoc_callbacks_dead_total', help: 'Callbacks moved to <spool>/dead (refused: 4xx too often; failed: every attempt failed)', labelNames: ['kind', 'reason'], registers });
     this.roundsFailed = new Counter({ name: 'ditpoc_rounds_failed_total', help: 'Generations given up (failed batches in a row, or an unhandled error)', registers });
     this.batchFailures = new Counter({ name: 'ditpoc_batch_failures_total', help: 'Failed generation batches (out_of_memory: halved and retried)', labelNames: ['reason'], registers });
     this.unhandledRejections = new Counter({ name: 'ditpoc_unhandled_rejections_total', help: 'Promise rejections nothing handled (logged; the server stays up)', registers });

@@ -27,6 +27,8 @@ export interface ServeConfig {
   callbackTimeoutMs: number;
   retry: RetryPolicy;
   maxRejects: number;
+  /** Failed attempts of any kind before a callback goes to dead/. */
+  maxAttempts?: number;
   shutdownTimeoutMs: number;
   bodyLimit: number;
   memoryBudgetBytes?: number;
@@ -85,6 +87,7 @@ export async function startServer(c: ServeConfig): Promise<RunningServer> {
     retry: c.retry,
     timeoutMs: c.callbackTimeoutMs,
     maxRejects: c.maxRejects,
+    maxAttempts: c.maxAttempts,
     post: c.post ?? fetchPost,
     logger: log.child({ part: 'spool' }),
     events: {
@@ -93,7 +96,10 @@ export async function startServer(c: ServeConfig): Promise<RunningServer> {
         if (kind === 'generated') metrics.artifactsDelivered.inc(artifacts);
       },
       onFailure: (kind, reason) => metrics.callbackFailures.inc({ kind, reason }),
-      onDeadLetter: (kind) => metrics.callbacks.inc({ kind, outcome: 'dead' }),
+      onDeadLetter: (kind, why) => {
+        metrics.callbacks.inc({ kind, outcome: 'dead' });
+        metrics.deadLetters.inc({ kind, reason: why });
+      },
     },
   });
   spool.start();
@@ -130,6 +136,8 @@ export async function startServer(c: ServeConfig): Promise<RunningServer> {
   let address: string;
   try {
     address = await app.listen({ host: c.host, port: c.port });
+    const bound = app.server.address();
+    if (bound && typeof bound === 'object') svc.listeningOn({ host: c.host, port: bound.port });
   } catch (e) {
     process.off('unhandledRejection', onUnhandled);
     sp.close();

@@ -17,6 +17,7 @@ import { GenerationSession } from './generation.js';
 import { encoding, JobQueue, type JobQueueOptions } from './jobs.js';
 import type { ServerMetrics } from './metrics.js';
 import { checkCallbackUrl, HttpError, resolveRound, type Deployed } from './params.js';
+import { pointsAtSelf, type ListenAddress } from './self-address.js';
 import type { GenerateBody, InitGenerateBody } from './schemas.js';
 import type { Spool } from './spool.js';
 
@@ -52,11 +53,18 @@ export class PocService {
   private closing = false;
   private readonly warnedRounds = new Set<string>();
   private failedRound: FailedRound | null = null;
+  private listening: ListenAddress | null = null;
   readonly jobs: JobQueue;
 
   constructor(private readonly o: ServiceOptions) {
-    this.jobs = new JobQueue(o.devices, o.spool, () => this.whenIdle(), o.jobs, o.log.child({ part: 'jobs' }), (kind, outcome) =>
-      o.metrics.jobs.inc({ kind, outcome }),
+    this.jobs = new JobQueue(
+      o.devices,
+      o.spool,
+      () => this.whenIdle(),
+      o.jobs,
+      o.log.child({ part: 'jobs' }),
+      (kind, outcome) => o.metrics.jobs.inc({ kind, outcome }),
+      (device, computed, dropped) => o.metrics.countNonces(device, computed, dropped),
     );
   }
 
@@ -72,7 +80,7 @@ export class PocService {
     const nGroups = b.n_groups ?? 1;
     // The same rule as the CLI's --node-id/--node-count/--group-id/--n-groups.
     checkAssignment({ nodeId: b.node_id, nodeCount: b.node_count, groupId, nGroups });
-    const url = b.url ? checkCallbackUrl(b.url) : null;
+    const url = b.url ? this.callbackBase(b.url) : null;
     const batchSize = this.batchFor(round, b.batch_size);
     if (this.generating) throw new HttpError(409, 'Already generating');
     if (this.stopping) await this.stopping;
@@ -113,7 +121,7 @@ export class PocService {
   async generate(b: GenerateBody): Promise<Record<string, unknown>> {
     this.checkOpen();
     const round = resolveRound(this.o.deployed, b);
-    const url = b.url ? checkCallbackUrl(b.url) : null;
+    const url = b.url ? this.callbackBase(b.url) : null;
     let claims: Map<number, string> | undefined;
     if (b.validation) {
       claims = new Map();
@@ -219,6 +227,19 @@ export class PocService {
     }
     if (this.stopping) await this.stopping;
     return { status: 'OK', pow_status: { status: STOPPED } };
+  }
+
+  /** Where the HTTP server listens (callbacks must not point there). */
+  listeningOn(address: ListenAddress): void {
+    this.listening = address;
+  }
+
+  /** A request's callback base URL: absolute http(s), no credentials, not this server itself. */
+  private callbackBase(url: string): string {
+    const checked = checkCallbackUrl(url);
+    if (this.listening && pointsAtSelf(new URL(checked), this.listening))
+      throw new InputError(`url ${url} points at this server (${this.listening.host}:${this.listening.port}): callbacks must go to the decentralized-api`);
+    return checked;
   }
 
   /** GET /calibration: the served model's calibrated stat_test, for the chain's governance to copy. */

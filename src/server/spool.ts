@@ -18,7 +18,8 @@
 // Delivery: one lane per callback URL, one request in flight per lane, segments in sequence order.
 // A failed send (network error, timeout, non-2xx) backs the lane off exponentially up to a cap and
 // retries the same segment; a segment refused with a 4xx (other than 408/425/429) maxRejects times
-// is moved to dead/. Memory holds only per-segment metadata and at most one segment per lane
+// is moved to dead/, and so is one whose attempts of any kind reach maxAttempts (10, as vLLM).
+// Memory holds only per-segment metadata and at most one segment per lane
 // (segments are bounded in size); when the bytes on disk exceed maxBytes, writers are told to
 // wait (see `full` / `waitForRoom`).
 import {
@@ -44,6 +45,9 @@ import type { Logger } from 'pino';
 
 import { isDiskFull } from '../disk-full.js';
 import { InputError } from '../errors.js';
+
+/** Failed attempts before a callback goes to dead/, as vLLM's PoC sender gives up after 10 tries. */
+export const DEFAULT_MAX_ATTEMPTS = 10;
 
 /** How often writes held for a full disk are retried. */
 const DISK_FULL_RETRY_MS = 500;
@@ -76,7 +80,7 @@ export type PostFn = (url: string, body: string, timeoutMs: number, signal: Abor
 export interface SpoolEvents {
   onDelivered?(kind: CallbackKind, artifacts: number): void;
   onFailure?(kind: CallbackKind, reason: string): void;
-  onDeadLetter?(kind: CallbackKind): void;
+  onDeadLetter?(kind: CallbackKind, why: 'refused' | 'failed'): void;
   onDiskFull?(full: boolean): void;
 }
 
@@ -88,6 +92,8 @@ export interface SpoolOptions {
   retry: RetryPolicy;
   timeoutMs: number;
   maxRejects: number;
+  /** Failed attempts of any kind (network, timeout, 3xx, 5xx) before a segment goes to dead/ (vLLM: 10). */
+  maxAttempts?: number;
   post: PostFn;
   logger: Logger;
   events?: SpoolEvents;
@@ -101,6 +107,8 @@ interface Segment {
   count: number;
   bytes: number;
   rejects: number;
+  /** Failed delivery attempts of any kind (after maxAttempts the segment goes to dead/). */
+  attempts: number;
 }
 
 interface Lane {
@@ -175,8 +183,11 @@ export function generatedBody(env: GeneratedEnvelope, artifacts: [number, string
   return body;
 }
 
+/** `{base}/generated`: the kind is a path segment; a query or fragment of the base stays where it is. */
 export function callbackUrl(base: string, kind: CallbackKind): string {
-  return base.replace(/\/+$/, '') + '/' + kind;
+  const u = new URL(base);
+  u.pathname = u.pathname.replace(/\/+$/, '') + '/' + kind;
+  return u.toString();
 }
 
 /** An append-only generation stream: artifacts go to an open segment, sealed every interval. */
@@ -267,7 +278,7 @@ export class SpoolStream {
       const name = `seg-${pad(this.seq)}-${this.count}.ndjson`;
       renameSync(open, join(this.spool.options.dir, name));
       this.spool.fsyncDir();
-      this.spool.adopt({ seq: this.seq, file: name, kind: 'generated', url: this.url, count: this.count, bytes: statSync(join(this.spool.options.dir, name)).size, rejects: 0 });
+      this.spool.adopt({ seq: this.seq, file: name, kind: 'generated', url: this.url, count: this.count, bytes: statSync(join(this.spool.options.dir, name)).size, rejects: 0, attempts: 0 });
     }
     this.count = 0;
     this.bytes = 0;
@@ -366,7 +377,7 @@ export class Spool {
         }
         const sealed = `seg-${open[1]}-${seg.artifacts.length}.ndjson`;
         renameSync(path, join(dir, sealed));
-        this.adopt({ seq: Number(open[1]), file: sealed, kind: seg.kind, url: seg.url, count: seg.artifacts.length, bytes: statSync(join(dir, sealed)).size, rejects: 0 }, false);
+        this.adopt({ seq: Number(open[1]), file: sealed, kind: seg.kind, url: seg.url, count: seg.artifacts.length, bytes: statSync(join(dir, sealed)).size, rejects: 0, attempts: 0 }, false);
         recovered++;
         continue;
       }
@@ -377,7 +388,7 @@ export class Spool {
         this.bury(name, 'unreadable segment header');
         continue;
       }
-      this.adopt({ seq: Number(sealed[1]), file: name, kind: h.kind, url: h.url, count: Number(sealed[2]), bytes: statSync(path).size, rejects: 0 }, false);
+      this.adopt({ seq: Number(sealed[1]), file: name, kind: h.kind, url: h.url, count: Number(sealed[2]), bytes: statSync(path).size, rejects: 0, attempts: 0 }, false);
       recovered++;
     }
     this.fsyncDir();
@@ -429,7 +440,7 @@ export class Spool {
     const name = `seg-${pad(seq)}-${artifacts.length}.ndjson`;
     renameSync(tmp, join(dir, name));
     this.fsyncDir();
-    this.adopt({ seq, file: name, kind, url, count: artifacts.length, bytes: statSync(join(dir, name)).size, rejects: 0 });
+    this.adopt({ seq, file: name, kind, url, count: artifacts.length, bytes: statSync(join(dir, name)).size, rejects: 0, attempts: 0 });
     return true;
   }
 
@@ -673,12 +684,15 @@ export class Spool {
     lane.nextAt = Date.now() + delay * (0.8 + 0.4 * Math.random());
     const rejected = 'status' in r && r.status >= 400 && r.status < 500 && ![408, 425, 429].includes(r.status);
     if (rejected) seg.rejects++;
+    seg.attempts++;
     const detail = 'status' in r ? { status: r.status } : { error: r.message };
-    if (rejected && seg.rejects >= this.options.maxRejects) {
-      log.error({ url: target, ...detail, file: seg.file, artifacts: seg.count, ...context }, 'callback: receiver keeps refusing this segment; moved to dead/');
+    const refused = rejected && seg.rejects >= this.options.maxRejects;
+    if (refused || seg.attempts >= (this.options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS)) {
+      const msg = refused ? 'callback: receiver keeps refusing this segment; moved to dead/' : `callback: ${seg.attempts} attempts failed; moved to dead/`;
+      log.error({ url: target, ...detail, file: seg.file, artifacts: seg.count, attempts: seg.attempts, ...context }, msg);
       this.forget(lane, seg);
-      this.bury(seg.file, 'refused');
-      this.options.events?.onDeadLetter?.(seg.kind);
+      this.bury(seg.file, refused ? 'refused' : 'failed');
+      this.options.events?.onDeadLetter?.(seg.kind, refused ? 'refused' : 'failed');
       return;
     }
     log.warn({ url: target, ...detail, attempt: lane.failures, retry_in_ms: Math.round(lane.nextAt - Date.now()), artifacts: seg.count, ...context }, 'callback failed; will retry');
@@ -765,6 +779,8 @@ export const fetchPost: PostFn = async (url, body, timeoutMs, signal) => {
   try {
     const res = await fetch(url, {
       method: 'POST',
+      // A 3xx is a failed attempt, never followed: the URL checks apply to the URL given only.
+      redirect: 'manual',
       headers: { 'content-type': 'application/json' },
       body,
       signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]),

@@ -17,10 +17,10 @@ export interface CliResult {
   stderr: string;
 }
 
-export function runCli(args: string[], opts: { onSpawn?: (p: ChildProcess) => void; timeoutMs?: number } = {}): Promise<CliResult> {
+export function runCli(args: string[], opts: { onSpawn?: (p: ChildProcess) => void; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
   assertCliBuilt();
   return new Promise((resolvePromise, reject) => {
-    const p = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
     let stdout = '', stderr = '';
     p.stdout!.on('data', (d) => (stdout += d));
     p.stderr!.on('data', (d) => (stderr += d));

@@ -271,6 +271,8 @@ export function serveArgs(spoolDir: string, extra: string[] = []): string[] {
     '--port', '0', '--spool-dir', spoolDir,
     '--callback-interval', '0.3', '--retry-initial', '100', '--retry-max', '400', '--callback-timeout', '2',
     '--shutdown-timeout', '5',
+    // Fast retries give up after --max-attempts; the tests keep receivers down for seconds.
+    '--max-attempts', '1000',
     ...extra,
   ];
 }

@@ -153,8 +153,11 @@ double workspace_bytes(const ModelConfig& cfg, const Grid& grid, int ctx_len, in
 
 class CpuBackend final : public Backend {
  public:
-  CpuBackend(std::shared_ptr<const ModelWeights> w, int threads)
-      : Backend(std::move(w)), pool_(threads) {
+  CpuBackend(std::shared_ptr<const ModelWeights> w, int threads, cpu::Isa isa)
+      : Backend(std::move(w)), pool_(threads), isa_(isa) {
+    const auto paths = cpu::supported_isas();
+    if (std::find(paths.begin(), paths.end(), isa) == paths.end())
+      throw std::runtime_error(std::string("CPU path ") + cpu::isa_name(isa) + " cannot run on this CPU");
     check_weights_complete(*weights_);
     // The CPU backend keeps its own GEMM-packed copy of the weights.
     require_host_memory(params_per_expert(config()) * config().num_experts() * 2,
@@ -170,7 +173,7 @@ class CpuBackend final : public Backend {
  private:
   int expert_of(uint8_t bit) const { return config().num_experts() == 1 ? 0 : bit; }
   void gemm(const float* a, int64_t m, const Linear& l, float* c, bool round) {
-    cpu::gemm(a, l.w.k(), m, l.w, l.b.data(), c, l.w.n(), round, pool_);
+    cpu::gemm(a, l.w.k(), m, l.w, l.b.data(), c, l.w.n(), round, pool_, isa_);
   }
   // One block for G nonces: x [G·L, D] in place; ctx [G·ctx_len, D] their embedded contexts.
   void run_block(const Block& bl, float* x, const std::vector<const Conditioning*>& cond,
@@ -184,6 +187,7 @@ class CpuBackend final : public Backend {
   }
 
   ThreadPool pool_;
+  const cpu::Isa isa_;  // the GEMM kernels' path
   std::vector<Expert> experts_;
   Workspace ws_;
   std::mutex forward_mu_;  // forwards share the workspace: one at a time
@@ -462,7 +466,12 @@ void CpuBackend::forward(const BatchRequest& req, float* out, const std::atomic<
 }  // namespace
 
 std::unique_ptr<Backend> make_cpu_backend(std::shared_ptr<const ModelWeights> weights, int threads) {
-  return std::make_unique<CpuBackend>(std::move(weights), threads);
+  return std::make_unique<CpuBackend>(std::move(weights), threads, cpu::active_isa());
+}
+
+std::unique_ptr<Backend> make_cpu_backend(std::shared_ptr<const ModelWeights> weights, int threads,
+                                          cpu::Isa isa) {
+  return std::make_unique<CpuBackend>(std::move(weights), threads, isa);
 }
 
 }  // namespace ditpoc
