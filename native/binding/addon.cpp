@@ -541,6 +541,8 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
+void register_file_lock(Napi::Object exports);  // file_lock.cpp
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function ctor = Model::Init(env);
   g_model_ctor = new Napi::FunctionReference(Napi::Persistent(ctor));
@@ -556,6 +558,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("normal", Napi::Function::New(env, Normal));
   exports.Set("normalStrong", Napi::Function::New(env, NormalStrong));
   exports.Set("householderVector", Napi::Function::New(env, HouseholderVector));
+  register_file_lock(exports);
   return exports;
 }
 

@@ -32,6 +32,7 @@ interface ServeOptions extends Omit<RoundCliOptions, 'blockHash' | 'publicKey'> 
   maxAttempts: number;
   shutdownTimeout: number;
   bodyLimit: number;
+  requestTimeout: number;
   memoryBudgetMb?: number;
   resultTtl: number;
   logLevel: string;
@@ -62,6 +63,7 @@ export function serveCommand(): Command {
     .addOption(opt('--memory-budget-mb <N>', "memory each device's forwards may use (default: the host's available memory, shared by CPU workers)", 'DITPOC_MEMORY_BUDGET_MB').argParser(positiveNumber('--memory-budget-mb')))
     .addOption(opt('--shutdown-timeout <S>', 'seconds from SIGTERM to exit at most (stopping, then flushing the spool)', 'DITPOC_SHUTDOWN_TIMEOUT_SEC').argParser(nonNegativeInt('--shutdown-timeout')).default(10))
     .addOption(opt('--body-limit <BYTES>', 'largest request body', 'DITPOC_BODY_LIMIT').argParser(positiveInt('--body-limit')).default(8 * 1024 * 1024))
+    .addOption(opt('--request-timeout <S>', 'seconds a client has to send a whole request (headers and body)', 'DITPOC_REQUEST_TIMEOUT_SEC').argParser(positiveNumber('--request-timeout')).default(30))
     .addOption(opt('--result-ttl <S>', 'seconds finished /generate results stay readable', 'POC_GENERATE_RESULT_TTL_SEC').argParser(positiveNumber('--result-ttl')).default(300))
     .addOption(opt('--log-level <L>', 'log level', 'DITPOC_LOG_LEVEL').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'))
     .action(async (o: ServeOptions) => {
@@ -96,6 +98,7 @@ export function serveCommand(): Command {
         maxAttempts: o.maxAttempts,
         shutdownTimeoutMs: o.shutdownTimeout * 1000,
         bodyLimit: o.bodyLimit,
+        requestTimeoutMs: Math.round(o.requestTimeout * 1000),
         memoryBudgetBytes: o.memoryBudgetMb !== undefined ? o.memoryBudgetMb * 1024 * 1024 : undefined,
         resultTtlMs: o.resultTtl * 1000,
         logger,

@@ -128,6 +128,10 @@ export interface NativeAddon {
   normal(seed: number, n: number): Float32Array;
   normalStrong(s: string, n: number): Float32Array;
   householderVector(seed: number, n: number): Float32Array;
+  /** flock(LOCK_EX|LOCK_NB) on the file (created if missing): the fd holding the lock; throws code 'ELOCKED' when held elsewhere. */
+  lockFile(path: string): number;
+  /** Closes a lockFile fd (releasing the lock). */
+  unlockFile(fd: number): void;
 }
 
 // The addon sits in build/addon/Release under the package root, whether this file runs from

@@ -25,7 +25,11 @@ export interface AppOptions {
   logger: Logger;
   bodyLimit: number;
   token?: string;
+  /** A client has this long to send a whole request, headers and body (a trickle is cut off with 408). */
+  requestTimeoutMs?: number;
 }
+
+export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 
 function sameToken(given: string, expected: string): boolean {
   const a = Buffer.from(given);
@@ -38,6 +42,14 @@ export function buildApp(o: AppOptions): FastifyInstance {
     loggerInstance: o.logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: o.bodyLimit,
+    // Fastify's default (0) lets a slowly trickled request hold a connection forever. Both bounds
+    // cover receiving the request only: a long wait:true answer is not cut off.
+    requestTimeout: o.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
+    http: {
+      headersTimeout: o.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
+      // How often Node checks those timeouts (its default, 30 s, would stretch them).
+      connectionsCheckingInterval: Math.min(1000, o.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS),
+    },
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     schemaErrorFormatter: formatSchemaErrors,

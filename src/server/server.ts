@@ -31,6 +31,7 @@ export interface ServeConfig {
   maxAttempts?: number;
   shutdownTimeoutMs: number;
   bodyLimit: number;
+  requestTimeoutMs?: number;
   memoryBudgetBytes?: number;
   resultTtlMs: number;
   logger: Logger;
@@ -132,7 +133,7 @@ export async function startServer(c: ServeConfig): Promise<RunningServer> {
     loadWeights,
     log: log.child({ part: 'mlnode' }),
   });
-  const app = buildApp({ service: svc, node, metrics, logger: log, bodyLimit: c.bodyLimit, token: c.token });
+  const app = buildApp({ service: svc, node, metrics, logger: log, bodyLimit: c.bodyLimit, token: c.token, requestTimeoutMs: c.requestTimeoutMs });
   let address: string;
   try {
     address = await app.listen({ host: c.host, port: c.port });

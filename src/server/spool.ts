@@ -5,7 +5,7 @@
 // ignores duplicate nonces).
 //
 // Layout of the directory:
-//   spool.lock                     pid of the server that owns the directory
+//   spool.lock                     flock-ed by the server that owns the directory (its pid inside, for messages)
 //   open-<seq>.ndjson              segment being appended to by a generation stream
 //   seg-<seq>-<count>.ndjson       sealed segment, waiting for delivery
 //   tmp-<seq>.ndjson               half-written sealed segment (deleted at startup)
@@ -44,6 +44,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 
 import { isDiskFull } from '../disk-full.js';
+import { addon } from '../engine/native.js';
 import { InputError } from '../errors.js';
 
 /** Failed attempts before a callback goes to dead/, as vLLM's PoC sender gives up after 10 tries. */
@@ -338,6 +339,7 @@ export class Spool {
   private segArtifacts = 0;
   private segCount = 0;
   private lockPath: string;
+  private lockFd: number | null = null;
 
   constructor(readonly options: SpoolOptions) {
     this.lockPath = join(options.dir, 'spool.lock');
@@ -720,58 +722,40 @@ export class Spool {
     }
   }
 
+  /**
+   * Takes the directory's lock: flock on spool.lock (native addon), held by an open descriptor, so
+   * the kernel releases it when this process ends however it ends. The pid written into the file
+   * only names the owner in the error a second server gets.
+   */
   private lock(): void {
-    for (let attempt = 0; ; attempt++) {
+    let fd: number;
+    try {
+      fd = addon().lockFile(this.lockPath);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ELOCKED') throw e;
+      let owner = '';
       try {
-        const fd = openSync(this.lockPath, 'wx');
-        writeSync(fd, `${process.pid}\n`);
-        closeSync(fd);
-        return;
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) throw e;
-      }
-      let pid = NaN;
-      try {
-        pid = Number(readFileSync(this.lockPath, 'utf8').trim());
+        owner = readFileSync(this.lockPath, 'utf8').trim();
       } catch {
-        // removed meanwhile
+        // unreadable: the lock itself is what counts
       }
-      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && holdsSpool(pid))
-        throw new SpoolLockedError(`spool directory ${this.options.dir} is in use by process ${pid} (another dit-poc serve?)`);
-      // Left by a process that is gone (killed, crashed): take it over.
-      try {
-        unlinkSync(this.lockPath);
-      } catch {
-        // removed meanwhile
-      }
+      throw new SpoolLockedError(`spool directory ${this.options.dir} is in use by ${/^\d+$/.test(owner) ? `process ${owner}` : 'another process'} (another dit-poc serve?)`);
     }
+    this.lockFd = fd;
+    ftruncateSync(fd, 0);
+    writeSync(fd, `${process.pid}\n`, 0);
   }
 
+  /** Releases the lock (the file stays: unlinking a flock file lets two owners race). */
   private unlock(): void {
-    try {
-      if (readFileSync(this.lockPath, 'utf8').trim() === String(process.pid)) unlinkSync(this.lockPath);
-    } catch {
-      // already gone
-    }
+    if (this.lockFd === null) return;
+    addon().unlockFile(this.lockFd);
+    this.lockFd = null;
   }
 }
 
 export class SpoolLockedError extends InputError {
   override name = 'SpoolLockedError';
-}
-
-/** Whether pid is alive and (where /proc tells) a dit-poc serve, not a stranger reusing the pid. */
-function holdsSpool(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false;
-  }
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('serve');
-  } catch {
-    return true;
-  }
 }
 
 /** POST with fetch; network errors and timeouts are results, not exceptions. */
