@@ -22,6 +22,20 @@ namespace {
 const char* const kSingleFile = "diffusion_pytorch_model.safetensors";
 const char* const kIndexFile = "diffusion_pytorch_model.safetensors.index.json";
 const std::string kComfyPrefix = "model.diffusion_model.";
+// Bounds on an index file, as on a safetensors header: its size before it is read, the work of
+// parsing it, and the shards it may name (each is opened, so each costs a file descriptor).
+constexpr uint64_t kMaxIndexBytes = 100'000'000;
+constexpr size_t kMaxShards = 4096;
+const json::Limits kIndexLimits = [] {
+  json::Limits l;
+  l.max_depth = 8;
+  l.max_values = size_t{1} << 20;
+  l.max_object_keys = size_t{1} << 17;
+  l.max_array_items = 4096;
+  l.max_string_bytes = size_t{1} << 20;
+  l.max_number_chars = 64;
+  return l;
+}();
 // Conversion work units: big enough to amortise a pread, small enough to balance threads.
 constexpr int64_t kChunkElems = 4 << 20;
 // Tensors converted between progress reports (and the most memory newly touched per batch).
@@ -83,12 +97,16 @@ std::vector<std::string> list_shards(const std::string& folder,
                                      std::map<std::string, std::string>& weight_map) {
   const std::string index_path = join(folder, kIndexFile);
   if (!is_file(index_path)) return {kSingleFile};
+  struct stat st;
+  if (::stat(index_path.c_str(), &st) == 0 && static_cast<uint64_t>(st.st_size) > kMaxIndexBytes)
+    throw std::runtime_error(index_path + ": bad index: " + std::to_string(st.st_size) + " bytes exceeds the " +
+                             std::to_string(kMaxIndexBytes) + "-byte limit (corrupt, or not an index file)");
   std::ifstream in(index_path, std::ios::binary);
   std::stringstream text;
   text << in.rdbuf();
   if (!in) throw std::runtime_error("cannot read " + index_path);
   try {
-    const json::Value index = json::parse(text.str());
+    const json::Value index = json::parse(text.str(), kIndexLimits);
     const json::Value* map = index.find("weight_map");
     if (!map) throw std::runtime_error("no \"weight_map\" object");
     for (size_t i = 0; i < map->keys().size(); ++i)
@@ -105,6 +123,8 @@ std::vector<std::string> list_shards(const std::string& folder,
     if (files.insert(file).second && !is_file(join(folder, file)))
       throw std::runtime_error("checkpoint " + folder + ": " + kIndexFile + " lists shard '" +
                                file + "' (for tensor '" + tensor + "'), which does not exist");
+    if (files.size() > kMaxShards)
+      throw std::runtime_error(index_path + ": bad index: more than " + std::to_string(kMaxShards) + " shard files");
   }
   if (files.empty()) throw std::runtime_error(index_path + ": bad index: the weight_map is empty");
   return {files.begin(), files.end()};
@@ -145,9 +165,10 @@ ExpertPlan plan_expert(const ModelConfig& cfg, const KeyMap& keys, const std::st
     }
   }
   // The index must agree with the shards, or it describes some other checkpoint.
+  std::map<std::string, size_t> shard_of;
+  for (size_t s = 0; s < plan.shard_names.size(); ++s) shard_of[plan.shard_names[s]] = s;
   for (const auto& [name, file] : weight_map) {
-    const auto& shard = *plan.shards[std::find(plan.shard_names.begin(), plan.shard_names.end(), file) -
-                                     plan.shard_names.begin()];
+    const auto& shard = *plan.shards[shard_of.at(file)];
     if (!shard.tensors().count(name))
       throw std::runtime_error(where + kIndexFile + " places tensor '" + name + "' in " + file +
                                ", which does not contain it");

@@ -81,7 +81,7 @@ const Value* Value::find(std::string_view key) const {
 
 class Parser {
  public:
-  explicit Parser(std::string_view text) : s_(text) {}
+  Parser(std::string_view text, const Limits& limits) : s_(text), lim_(limits) {}
 
   Value document() {
     Value v = value(0);
@@ -91,8 +91,6 @@ class Parser {
   }
 
  private:
-  static constexpr int kMaxDepth = 256;  // bounds recursion on hostile input
-
   [[noreturn]] void fail(const std::string& expected) const {
     size_t line = 1, col = 1;
     for (size_t i = 0; i < pos_ && i < s_.size(); ++i) {
@@ -136,7 +134,9 @@ class Parser {
 
   Value value(int depth) {
     skip_ws();
-    if (depth > kMaxDepth) fail("at most " + std::to_string(kMaxDepth) + " levels of nesting");
+    if (depth > lim_.max_depth) fail("at most " + std::to_string(lim_.max_depth) + " levels of nesting");
+    if (++values_ > lim_.max_values)
+      fail("at most " + std::to_string(lim_.max_values) + " values in the document");
     Value v;
     if (pos_ >= s_.size()) fail("a JSON value");
     switch (s_[pos_]) {
@@ -160,6 +160,8 @@ class Parser {
     for (;;) {
       skip_ws();
       if (pos_ >= s_.size() || s_[pos_] != '"') fail("a string key");
+      if (v.keys_.size() == lim_.max_object_keys)
+        fail("at most " + std::to_string(lim_.max_object_keys) + " members in an object");
       const size_t key_pos = pos_;
       std::string key = string();
       if (!seen.insert(key).second) {
@@ -182,6 +184,8 @@ class Parser {
     skip_ws();
     if (eat(']')) return;
     for (;;) {
+      if (v.items_.size() == lim_.max_array_items)
+        fail("at most " + std::to_string(lim_.max_array_items) + " elements in an array");
       v.items_.push_back(value(depth + 1));
       skip_ws();
       if (eat(']')) return;
@@ -228,6 +232,8 @@ class Parser {
       if (pos_ >= s_.size()) fail("'\"' closing the string");
       const char c = s_[pos_];
       if (c == '"') { ++pos_; return out; }
+      if (out.size() >= lim_.max_string_bytes)
+        fail("a string of at most " + std::to_string(lim_.max_string_bytes) + " bytes");
       if (static_cast<unsigned char>(c) < 0x20) fail("an escaped control character in a string");
       if (c != '\\') { out += c; ++pos_; continue; }
       ++pos_;
@@ -279,6 +285,10 @@ class Parser {
       if (pos_ >= s_.size() || !digit(s_[pos_])) fail("a digit in the exponent");
       while (pos_ < s_.size() && digit(s_[pos_])) ++pos_;
     }
+    if (pos_ - start > lim_.max_number_chars) {
+      pos_ = start;
+      fail("a number of at most " + std::to_string(lim_.max_number_chars) + " characters");
+    }
     const std::string text(s_.substr(start, pos_ - start));
     if (integral) {
       // Accumulate as negative so INT64_MIN fits; overflow falls back to a double.
@@ -305,10 +315,12 @@ class Parser {
   }
 
   std::string_view s_;
+  const Limits& lim_;
   size_t pos_ = 0;
+  size_t values_ = 0;
 };
 
-Value parse(std::string_view text) { return Parser(text).document(); }
+Value parse(std::string_view text, const Limits& limits) { return Parser(text, limits).document(); }
 
 std::string quote(std::string_view s) {
   std::string out = "\"";

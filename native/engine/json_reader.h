@@ -42,9 +42,23 @@ class Value {
   std::vector<Value> items_;
 };
 
+// Bounds on the work and memory one document may cost, checked while parsing: a hostile file
+// under its byte limit (100 MB of "[0,0,0,..." is 50 million values) must fail at the bound,
+// not after gigabytes and minutes. The defaults are generous; readers of a known format pass
+// tighter ones.
+struct Limits {
+  int max_depth = 256;                      // nesting levels (bounds recursion)
+  size_t max_values = size_t{1} << 22;      // values in the document, containers included
+  size_t max_array_items = size_t{1} << 20; // elements of one array
+  size_t max_object_keys = size_t{1} << 20; // members of one object
+  size_t max_string_bytes = size_t{1} << 24;  // one string or key, decoded
+  size_t max_number_chars = 512;            // one number literal
+};
+
 // Parses one JSON document (surrounding whitespace allowed, nothing else). Object keys must be
-// unique. Throws std::runtime_error "JSON error at byte N (line L, column C): expected X, found Y".
-Value parse(std::string_view text);
+// unique. Throws std::runtime_error "JSON error at byte N (line L, column C): expected X, found Y",
+// also when the document exceeds `limits` ("expected at most N array elements ...").
+Value parse(std::string_view text, const Limits& limits = Limits{});
 
 // `s` as a JSON string literal, quotes included (for writers).
 std::string quote(std::string_view s);

@@ -25,6 +25,22 @@ namespace {
 
 // The reference implementation's limit: a larger header means a corrupt or foreign file.
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;
+// The work one header may cost (it is parsed before anything else is known about the file):
+// the format's own nesting (header > entry > shape > dimension), a rank well past any real tensor,
+// more tensors than any checkpoint shard holds, and room for the metadata strings some tools
+// write (configs, thumbnails). Checked while parsing, so a hostile header fails at the bound.
+constexpr size_t kMaxTensors = size_t{1} << 17;
+constexpr size_t kMaxRank = 32;
+const json::Limits kHeaderLimits = [] {
+  json::Limits l;
+  l.max_depth = 4;
+  l.max_values = size_t{1} << 20;
+  l.max_object_keys = kMaxTensors;
+  l.max_array_items = kMaxRank;
+  l.max_string_bytes = size_t{16} << 20;
+  l.max_number_chars = 64;
+  return l;
+}();
 // Elements converted per pread for F32/F16 (4 MB of F32): bounds memory per reading thread.
 constexpr int64_t kChunkElems = 1 << 20;
 
@@ -137,7 +153,7 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
 
   json::Value header;
   try {
-    header = json::parse(text);
+    header = json::parse(text, kHeaderLimits);
     header.keys();  // throws unless an object
   } catch (const std::exception& e) {
     throw std::runtime_error(path + ": bad header: " + e.what());

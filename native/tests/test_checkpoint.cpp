@@ -593,6 +593,161 @@ void test_checkpoint_errors(ThreadPool& pool) {
                     "It looks like a two-expert checkpoint: is the model id right?");
 }
 
+// ---- bounded work per header (hostile files under the byte limits) ----
+
+void test_json_limits() {
+  json::Limits l;
+  l.max_depth = 2;
+  l.max_values = 6;
+  l.max_array_items = 3;
+  l.max_object_keys = 2;
+  l.max_string_bytes = 4;
+  l.max_number_chars = 5;
+  CHECK(json::parse("{\"ab\":[1,2,3],\"c\":\"abcd\"}", l).size() == 2);  // every bound reached, none passed
+  CHECK_THROWS_WITH(json::parse("[[[1]]]", l), "expected at most 2 levels of nesting");
+  CHECK_THROWS_WITH(json::parse("[1,2,3,4]", l), "at byte 7 (line 1, column 8): expected at most 3 elements in an array");
+  CHECK_THROWS_WITH(json::parse("{\"a\":1,\"b\":2,\"c\":3}", l), "expected at most 2 members in an object, found '\"'");
+  CHECK_THROWS_WITH(json::parse("[[1,2],[3,4]]", l), "expected at most 6 values in the document");
+  CHECK_THROWS_WITH(json::parse("\"abcde\"", l), "expected a string of at most 4 bytes");
+  CHECK_THROWS_WITH(json::parse("{\"abcde\":1}", l), "expected a string of at most 4 bytes");
+  CHECK_THROWS_WITH(json::parse("123456", l), "at byte 0 (line 1, column 1): expected a number of at most 5 characters");
+  // The defaults bound a document too: 5 million values fail at the 4M-value default.
+  std::string many = "[";
+  for (int i = 0; i < 5'000'000; ++i) many += "0,";
+  many += "0]";
+  CHECK_THROWS_WITH(json::parse(many), "at most 1048576 elements in an array");
+}
+
+// Writes a safetensors file whose header is `header` and whose data section is `data_bytes` zeros.
+void write_header_file(const std::string& p, const std::string& header, size_t data_bytes = 0) {
+  write_raw(p, header.size(), header, std::string(data_bytes, '\0'));
+}
+
+void test_safetensors_header_bounds() {
+  const std::string p = path_in("bomb.safetensors");
+  // A rank past any tensor: 1,000,000 dimensions of 1 (8 MB of header) stop at the 33rd.
+  std::string shape = "[";
+  for (int i = 0; i < 1'000'000; ++i) shape += i ? ",1" : "1";
+  write_header_file(p, "{\"t\":{\"dtype\":\"F32\",\"shape\":" + shape + "],\"data_offsets\":[0,4]}}", 4);
+  CHECK_THROWS_WITH(SafetensorsFile::open(p), "bad header: JSON error at byte");
+  CHECK_THROWS_WITH(SafetensorsFile::open(p), "expected at most 32 elements in an array");
+  // More tensors than any shard: 200,000 empty entries (about 10 MB) stop at 131,072.
+  std::string many = "{";
+  for (int i = 0; i < 200'000; ++i)
+    many += (i ? ",\"t" : "\"t") + std::to_string(i) + "\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}";
+  write_header_file(p, many + "}");
+  CHECK_THROWS_WITH(SafetensorsFile::open(p), "expected at most 131072 members in an object");
+  // Nesting past the format's own (header > entry > shape > dimension).
+  write_header_file(p, "{\"__metadata__\":{\"a\":{\"b\":{\"c\":{\"d\":\"e\"}}}}}");
+  CHECK_THROWS_WITH(SafetensorsFile::open(p), "expected at most 4 levels of nesting");
+  // One 20 MB metadata string.
+  write_header_file(p, "{\"__metadata__\":{\"a\":\"" + std::string(20u << 20, 'x') + "\"}}");
+  CHECK_THROWS_WITH(SafetensorsFile::open(p), "expected a string of at most 16777216 bytes");
+  // A 100-digit number.
+  write_header_file(p, "{\"t\":{\"dtype\":\"F32\",\"shape\":[" + std::string(100, '7') + "],\"data_offsets\":[0,4]}}", 4);
+  CHECK_THROWS_WITH(SafetensorsFile::open(p), "expected a number of at most 64 characters");
+  // Within the bounds: rank 32 and metadata with a 1 MB string still open.
+  std::string rank32 = "[";
+  for (int i = 0; i < 32; ++i) rank32 += i ? ",1" : "1";
+  write_header_file(p, "{\"__metadata__\":{\"thumb\":\"" + std::string(1u << 20, 'x') + "\"},"
+                       "\"t\":{\"dtype\":\"F32\",\"shape\":" + rank32 + "],\"data_offsets\":[0,4]}}", 4);
+  const SafetensorsFile f = SafetensorsFile::open(p);
+  CHECK(f.info("t").shape.size() == 32 && f.metadata().at("thumb").size() == (1u << 20));
+}
+
+// Random byte flips, truncations and structural characters in a valid header: every open ends in
+// a std::exception or a file whose every tensor reads inside the file. Never a crash or a hang.
+void test_safetensors_header_fuzz() {
+  const std::string good = path_in("fuzz_good.safetensors");
+  write_safetensors(good, {{"a.weight", StDType::F32, {2, 3}, {1, 2, 3, 4, 5, 6}},
+                           {"b.bias", StDType::BF16, {4}, {1, 2, 3, 4}},
+                           {"c", StDType::F16, {1, 2, 1}, {0.5f, -1}}},
+                    {{"format", "pt"}});
+  const std::string base = read_text(good);
+  uint64_t header_len = 0;
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | static_cast<unsigned char>(base[i]);
+  std::mt19937 rng(20261201);
+  const std::string specials = "{}[]\",:0123456789-.eE \\u";
+  const std::string p = path_in("fuzz.safetensors");
+  int opened = 0, refused = 0;
+  for (int it = 0; it < 3000; ++it) {
+    std::string m = base;
+    const int kind = it % 4;
+    auto at = [&](size_t lo, size_t hi) { return hi > lo ? lo + rng() % (hi - lo) : lo; };
+    const int edits = 1 + static_cast<int>(rng() % 4);
+    for (int k = 0; k < edits; ++k) {
+      if (kind == 0) m[at(8, 8 + header_len)] ^= static_cast<char>(1u << (rng() % 8));
+      else if (kind == 1) m[at(8, 8 + header_len)] = specials[rng() % specials.size()];
+      else if (kind == 2) m[at(0, 8)] = static_cast<char>(rng());  // the length field
+      else m.resize(at(0, m.size()));                                 // truncation
+    }
+    write_text(p, m);
+    try {
+      const SafetensorsFile f = SafetensorsFile::open(p);
+      for (const auto& [name, t] : f.tensors()) {
+        CHECK(t.begin <= t.end && t.end <= m.size());
+        if (t.kind == StDType::Other || t.numel() > 1024) continue;
+        std::vector<uint16_t> out(static_cast<size_t>(t.numel()));
+        f.read_as_bf16(name, out.data());
+      }
+      ++opened;
+    } catch (const std::exception&) {
+      ++refused;
+    }
+  }
+  CHECK_MSG(opened > 20 && refused > 50, "fuzz reached %d opened, %d refused", opened, refused);
+}
+
+// Mutated index files of a sharded checkpoint: each load ends in a std::exception or the weights.
+void test_index_fuzz(ThreadPool& pool) {
+  const ModelConfig cfg = micro_config(1);
+  const std::vector<Values> values = {make_values(cfg, 0)};
+  Layout lay;
+  lay.shards = 2;
+  const std::string dir = path_in("fuzz_index");
+  write_checkpoint(dir, cfg, values, lay);
+  const std::string index = dir + "/model/diffusion_pytorch_model.safetensors.index.json";
+  const std::string base = read_text(index);
+  CHECK(mismatches(load_checkpoint(cfg, dir, pool), values) == 0);
+  std::mt19937 rng(7);
+  const std::string specials = "{}[]\",:0123456789-/.\\ ";
+  int loaded = 0, refused = 0;
+  for (int it = 0; it < 300; ++it) {
+    std::string m = base;
+    for (int k = 0, n = 1 + static_cast<int>(rng() % 3); k < n; ++k) {
+      if (it % 3 == 2) m.resize(m.empty() ? 0 : rng() % m.size());
+      else if (m.empty()) break;
+      else if (it % 3 == 1) m[rng() % m.size()] = specials[rng() % specials.size()];
+      else m[rng() % m.size()] ^= static_cast<char>(1u << (rng() % 8));
+    }
+    write_text(index, m);
+    try {
+      const ModelWeights w = load_checkpoint(cfg, dir, pool);
+      CHECK(mismatches(w, values) == 0);
+      ++loaded;
+    } catch (const std::exception&) {
+      ++refused;
+    }
+  }
+  CHECK_MSG(refused > 50, "index fuzz: %d loaded, %d refused", loaded, refused);
+  // Bounds of their own: an index past 100 MB is refused before it is read; so is one naming
+  // more shards than a checkpoint has.
+  {
+    std::ofstream big(index, std::ios::binary | std::ios::trunc);
+    big.seekp(100'000'001);
+    big.put(' ');
+  }
+  CHECK_THROWS_WITH(load_checkpoint(cfg, dir, pool), "100000002 bytes exceeds the 100000000-byte limit");
+  std::string map;
+  for (int i = 0; i < 5000; ++i) {
+    const std::string shard = "s" + std::to_string(i) + ".safetensors";
+    write_text(dir + "/model/" + shard, "");
+    map += (i ? ",\"t" : "\"t") + std::to_string(i) + "\":\"" + shard + "\"";
+  }
+  write_text(index, "{\"weight_map\":{" + map + "}}");
+  CHECK_THROWS_WITH(load_checkpoint(cfg, dir, pool), "bad index: more than 4096 shard files");
+}
+
 }  // namespace
 
 int main() {
@@ -612,6 +767,10 @@ int main() {
     test_streamed_weights(pool);
     test_single_expert_layouts(pool);
     test_checkpoint_errors(pool);
+    test_json_limits();
+    test_safetensors_header_bounds();
+    test_safetensors_header_fuzz();
+    test_index_fuzz(pool);
   } catch (const std::exception& e) {
     std::printf("unexpected exception: %s\n", e.what());
     ++check::failures();
