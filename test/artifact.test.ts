@@ -67,7 +67,7 @@ describe('computeArtifact', () => {
     const a = computeArtifact(y, 'block', 'key', 5, 4)!;
     expect(a.bytes.length).toBe(8);
     expect(Array.from(decodeArtifact(a.vectorB64, 4)!)).toEqual(Array.from(a.values));
-    expect(() => computeArtifact(y, 'block', 'key', -1)).toThrow(/nonce/);
+    expect(() => computeArtifact(y, 'block', 'key', -(2 ** 31) - 1)).toThrow(/nonce/);
     expect(() => computeArtifact(y, '', 'key', 1)).toThrow(/blockHash/);
     expect(() => computeArtifact(new Float32Array(5), 'block', 'key', 1)).toThrow(/smaller than k/);
     expect(() => computeArtifact(y, 'block', 'key', 1, 0)).toThrow(/k must be/);

@@ -95,9 +95,14 @@ describe('deriveNonceInputs', () => {
     expect(deriveNonceInputs({ ...round, publicKey: 'other' }, 3).latentSeed).not.toBe(a.latentSeed);
   });
 
+  it('takes negative int32 nonces, seeded by their decimal form (Python\'s f"{nonce}")', () => {
+    expect(nonceString(BLOCK, KEY, -5)).toBe(`${BLOCK}_${KEY}_nonce-5`);
+    expect(deriveNonceInputs(round, -5).latentSeed).not.toBe(deriveNonceInputs(round, 5).latentSeed);
+  });
+
   it('rejects bad nonces and round parameters', () => {
-    for (const bad of [-1, 2 ** 31, 1.5, NaN, Infinity]) {
-      expect(() => deriveNonceInputs(round, bad), `${bad}`).toThrow(/nonce must be a non-negative int32/);
+    for (const bad of [-(2 ** 31) - 1, 2 ** 31, 1.5, NaN, Infinity]) {
+      expect(() => deriveNonceInputs(round, bad), `${bad}`).toThrow(/nonce must be an int32/);
       expect(() => nonceString(BLOCK, KEY, bad)).toThrow(/nonce/);
       expect(() => artifactString(BLOCK, KEY, bad)).toThrow(/nonce/);
     }

@@ -43,7 +43,7 @@ async function recompute(nonces: number[], publicKey = ROUND.public_key): Promis
 describe('dit-poc serve: request checking', () => {
   const gen = (extra: Record<string, unknown>) => ({ ...initBody(null), nonces: [1, 2], wait: true, ...extra });
 
-  it('malformed JSON, unknown params fields, bad types and out-of-range nonces → 400 with a readable message', async () => {
+  it('malformed JSON and inconsistent values → 400; schema failures (unknown params fields, bad types, out-of-range nonces) → FastAPI\'s 422 {detail: [{type, loc, msg}]}', async () => {
     const cases: Array<[string, string, unknown, RegExp, { raw?: string }?]> = [
       ['/api/v1/pow/init/generate', 'malformed JSON', undefined, /not valid JSON/, { raw: '{"block_hash": "AB", ' }],
       ['/api/v1/pow/init/generate', 'a JSON array', undefined, /body must be object/, { raw: '[1,2]' }],
@@ -54,21 +54,34 @@ describe('dit-poc serve: request checking', () => {
       ['/api/v1/pow/init/generate', 'group_id ≥ n_groups', initBody(null, { group_id: 2, n_groups: 2 }), /group_id 2 must be below n_groups 2/],
       ['/api/v1/pow/init/generate', 'a non-http url', initBody('ftp://127.0.0.1/x'), /url must use http or https/],
       ['/api/v1/pow/init/generate', 'empty block_hash', initBody(null, { block_hash: '' }), /body\.block_hash must not be empty/],
-      ['/api/v1/pow/generate', 'a negative nonce', gen({ nonces: [3, -1] }), /body\.nonces\[1\] must be ≥ 0 \(nonces are non-negative int32\)/],
+      ['/api/v1/pow/generate', 'a nonce below int32', gen({ nonces: [3, -(2 ** 31) - 1] }), /body\.nonces\[1\] must be ≥ -2147483648 \(nonces are int32\)/],
       ['/api/v1/pow/generate', 'a nonce past int32', gen({ nonces: [2 ** 31] }), /body\.nonces\[0\] must be ≤ 2147483647/],
       ['/api/v1/pow/generate', 'a fractional nonce', gen({ nonces: [1.5] }), /body\.nonces\[0\] must be integer/],
       ['/api/v1/pow/generate', 'a string nonce', gen({ nonces: ['7'] }), /body\.nonces\[0\] must be integer/],
       ['/api/v1/pow/generate', 'validation nonces ≠ nonces', gen({ validation: { artifacts: [{ nonce: 1, vector_b64: 'AAAA' }] } }), /validation\.artifacts nonces must match nonces field/],
-      ['/api/v1/pow/generate', 'a negative claimed nonce', gen({ validation: { artifacts: [{ nonce: -2, vector_b64: 'AAAA' }] } }), /body\.validation\.artifacts\[0\]\.nonce must be ≥ 0/],
+      ['/api/v1/pow/generate', 'a claimed nonce past int32', gen({ validation: { artifacts: [{ nonce: 2 ** 31, vector_b64: 'AAAA' }] } }), /body\.validation\.artifacts\[0\]\.nonce must be ≤ 2147483647/],
       ['/api/v1/pow/generate', 'p_mismatch out of range', gen({ nonces: [1], validation: { artifacts: [{ nonce: 1, vector_b64: 'AAAA' }] }, stat_test: { p_mismatch: 2 } }), /stat_test\.p_mismatch must be a number in \[0, 1\)/],
       ['/api/v1/pow/generate', 'disagreeing aliases', gen({ nonces: [1], validation: { artifacts: [{ nonce: 1, vector_b64: 'AAAA' }] }, stat_test: { fraud_threshold: 0.01, p_value_threshold: 0.05 } }), /disagree/],
       ['/api/v1/pow/generate', 'seq_len with an inconsistent grid', gen({ params: { ...PARAMS, grid: [2, 4, 4], seq_len: 33 } }), /seq_len \(33\) must equal the token count/],
     ];
     for (const [path, what, body, detail, opts] of cases) {
       const r = await srv.request('POST', path, body, opts);
-      expect(r.status, what).toBe(400);
-      expect(r.body.detail, what).toMatch(detail);
+      if (Array.isArray(r.body.detail)) {
+        expect(r.status, what).toBe(422);
+        expect(r.body.detail[0].msg, what).toMatch(detail);
+        expect(Object.keys(r.body.detail[0]).sort(), what).toEqual(['loc', 'msg', 'type']);
+      } else {
+        expect(r.status, what).toBe(400);
+        expect(r.body.detail, what).toMatch(detail);
+      }
     }
+    // Which answers are which, as FastAPI splits them: pydantic failures 422, the handler's own checks 400.
+    const statuses = await Promise.all(cases.map(([path, , body, , opts]) => srv.request('POST', path, body, opts).then((r) => r.status)));
+    expect(statuses).toEqual([400, 422, 422, 422, 422, 422, 400, 400, 422, 422, 422, 422, 422, 400, 422, 400, 400, 400]);
+    const missing = await srv.request('POST', '/api/v1/pow/init/generate', { ...ROUND, node_id: 0, params: PARAMS });
+    expect(missing.body.detail[0]).toEqual({ type: 'missing', loc: ['body', 'node_count'], msg: "body is missing the required field 'node_count'" });
+    const nonce = await srv.request('POST', '/api/v1/pow/generate', gen({ nonces: [1, 2 ** 31] }));
+    expect(nonce.body.detail[0]).toMatchObject({ type: 'less_than_equal', loc: ['body', 'nonces', 1] });
   });
 
   it('another model or seq_len → 409 params mismatch; huge bodies → 413; unknown ids and routes → 404; wrong media type → 415', async () => {
@@ -108,19 +121,25 @@ describe('dit-poc serve: a PoC generation', () => {
     const again = await srv.request('POST', '/api/v1/pow/init/generate', initBody(rx.base()));
     expect(again.status).toBe(409);
     expect(again.body.detail).toBe('Already generating');
-    const inline = await srv.request('POST', '/api/v1/pow/generate', { ...initBody(null), nonces: [5], wait: true });
-    expect(inline.status).toBe(409);
+    // wait=true during a generation waits for it to end (vLLM parity), then answers inline.
+    let inlineAnswered = false;
+    const inline = srv.request('POST', '/api/v1/pow/generate', { ...initBody(null), nonces: [5], wait: true }).finally(() => (inlineAnswered = true));
 
     await waitFor(() => rx.generated().length >= 3, 'three /generated callbacks');
     const mid = await srv.request('GET', '/api/v1/pow/status');
     expect(mid.body.stats.total_processed).toBeGreaterThan(0);
     expect(mid.body.stats.nonces_per_second).toBeGreaterThan(0);
 
+    expect(inlineAnswered, 'the inline request waits while generating').toBe(false);
     const stop = await srv.request('POST', '/api/v1/pow/stop');
     expect(stop.body).toEqual({ status: 'OK', pow_status: { status: 'STOPPED' } });
     expect((await srv.request('GET', '/api/v1/pow/status')).body).toEqual({ status: 'IDLE', config: null, stats: null });
+    const answered = await inline;
+    expect(answered.status).toBe(200);
+    expect(answered.body).toMatchObject({ status: 'completed', artifacts: [{ nonce: 5 }] });
 
-    const total = await srv.metric('ditpoc_nonces_total');
+    // The generation's nonces: the inline job's one nonce is counted too, but sent nowhere.
+    const total = (await srv.metric('ditpoc_nonces_total')) - 1;
     expect(total).toBeGreaterThan(0);
     await waitFor(() => rx.artifacts().size >= total, `all ${total} artifacts at the receiver`);
     await waitFor(async () => (await srv.metric('ditpoc_spool_segments')) === 0, 'an empty spool');

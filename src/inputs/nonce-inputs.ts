@@ -27,9 +27,11 @@ function assertNonEmpty(value: string, name: string): void {
   if (typeof value !== 'string' || value.length === 0) throw new Error(`${name} must be a non-empty string`);
 }
 
+// Sprints assign non-negative nonces (SPEC §1), but a validator recomputes whatever int32 it is
+// asked for, negative ones included, as Gonka's vLLM does ("…_nonce-5", as Python formats it).
 export function assertNonce(nonce: number): void {
-  if (!Number.isInteger(nonce) || nonce < 0 || nonce > 0x7fffffff) {
-    throw new Error(`nonce must be a non-negative int32, got ${nonce}`);
+  if (!Number.isInteger(nonce) || nonce < -0x80000000 || nonce > 0x7fffffff) {
+    throw new Error(`nonce must be an int32, got ${nonce}`);
   }
 }
 

@@ -101,7 +101,8 @@ export function buildApp(o: AppOptions): FastifyInstance {
     if (err instanceof HttpError) return reply.code(err.statusCode).send({ detail: err.detail });
     if (err instanceof InputError) return reply.code(400).send({ detail: err.message });
     const fe = err as FastifyError;
-    if (fe.validation) return reply.code(400).send({ detail: fe.message });
+    // A schema failure the formatter did not build (it always does) still answers FastAPI's shape.
+    if (fe.validation) return reply.code(422).send({ detail: [{ type: 'value_error', loc: ['body'], msg: fe.message }] });
     const status = fe.statusCode ?? 500;
     if (status >= 400 && status < 500) {
       let detail = fe.message;
@@ -137,5 +138,6 @@ function registerPocRoutes(app: FastifyInstance, prefix: string, s: PocService, 
   app.get<{ Params: { request_id: string } }>(`${prefix}/generate/:request_id`, { schema: { params: requestIdSchema } }, async (req) => s.job(req.params.request_id));
   app.get(`${prefix}/status`, async () => s.status());
   app.get(`${prefix}/calibration`, async () => s.calibration());
-  app.post(`${prefix}/stop`, async () => s.stop());
+  // PoC's stop, as vLLM's: generation and the queue end; wait=true requests still get their answer.
+  app.post(`${prefix}/stop`, async () => s.stop('stopped', { keepInline: true }));
 }

@@ -109,7 +109,7 @@ export class JobQueue {
     this.expire();
     const j = this.jobs.get(id);
     if (!j) return null;
-    if (j.status === 'queued' || j.status === 'running') return { status: 'queued', request_id: j.id };
+    if (j.status === 'queued' || j.status === 'running') return { status: j.status, request_id: j.id };
     if (j.status === 'failed') return { status: 'failed', request_id: j.id, error: j.error };
     if (j.verdict) return { status: 'completed', request_id: j.id, ...j.verdict };
     return { status: 'completed', request_id: j.id, artifacts: j.artifacts ?? [], encoding: encoding(j.spec.round) };
@@ -124,9 +124,12 @@ export class JobQueue {
   }
 
   /** Fails every queued and running job (POST /stop clears the queue, as Gonka's does). */
-  cancelAll(reason: string): void {
-    for (const j of this.queue.splice(0)) this.finish(j, 'failed', reason);
-    if (this.running) {
+  cancelAll(reason: string, opts: { keepInline?: boolean } = {}): void {
+    // vLLM's PoC /stop clears its queue; a wait=true request is not in that queue and goes on.
+    const kept = opts.keepInline ? this.queue.filter((j) => j.spec.wait) : [];
+    for (const j of this.queue.splice(0)) if (!kept.includes(j)) this.finish(j, 'failed', reason);
+    this.queue.push(...kept);
+    if (this.running && !(opts.keepInline && this.running.spec.wait)) {
       this.running.abort.abort(reason);
       for (const d of this.devices) d.cancel();
     }

@@ -141,7 +141,7 @@ export class PocService {
     const stat = claims ? statTestForModel(round.model, { ...(b.stat_test ?? {}) }) : undefined;
     if (stat) this.warnIfLenient(round.model, b, stat);
     const wait = b.wait ?? false;
-    if (wait && this.generating) throw new HttpError(409, 'Already generating');
+    // wait=true during a generation waits for it to end (the queue runs jobs when idle), as vLLM's does.
     const batchSize = this.batchFor(round, b.batch_size);
     const job = this.jobs.submit({
       envelope: { block_hash: b.block_hash, block_height: b.block_height, public_key: b.public_key, node_id: b.node_id },
@@ -215,8 +215,8 @@ export class PocService {
   }
 
   /** POST /stop: ends the generation and clears the job queue; spooled artifacts stay for delivery. */
-  async stop(reason = 'stopped'): Promise<Record<string, unknown>> {
-    this.jobs.cancelAll(reason);
+  async stop(reason = 'stopped', opts: { keepInline?: boolean } = {}): Promise<Record<string, unknown>> {
+    this.jobs.cancelAll(reason, opts);
     const s = this.session;
     if (s && !this.stopping) {
       this.stopping = s.stop().finally(() => {
