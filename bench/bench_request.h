@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <string>
+#include <vector>
 
 #include "backend.h"
 #include "flops.h"
@@ -42,6 +43,7 @@ inline double add_nonces(const ModelConfig& cfg, BatchRequest& req, int batch) {
 
 struct ForwardTiming {
   double best = 1e30;  // seconds of the fastest run
+  double median = 0;   // seconds of the median run (the sustained rate on a shared machine)
   double total = 0;    // seconds of all runs
   int reps = 0;
 };
@@ -51,6 +53,7 @@ template <class Run>
 ForwardTiming time_runs(Run run, double min_time) {
   using Clock = std::chrono::steady_clock;
   ForwardTiming t;
+  std::vector<double> runs;
   while (t.reps < 3 || t.total < min_time) {
     const auto t0 = Clock::now();
     run();
@@ -58,7 +61,10 @@ ForwardTiming time_runs(Run run, double min_time) {
     t.best = std::min(t.best, dt);
     t.total += dt;
     ++t.reps;
+    runs.push_back(dt);
   }
+  std::sort(runs.begin(), runs.end());
+  t.median = runs.size() % 2 ? runs[runs.size() / 2] : 0.5 * (runs[runs.size() / 2 - 1] + runs[runs.size() / 2]);
   return t;
 }
 

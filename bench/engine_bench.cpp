@@ -13,7 +13,8 @@
 // runs (at least 3 each and --min-time seconds, default 0.25); ratio = ours GFLOP/s / BLAS
 // GFLOP/s. OpenBLAS runs with the same thread count (openblas_set_num_threads). If OpenBLAS
 // detects a core too old for this CPU (0.3.21 says "Prescott" on recent Xeons), the bench
-// re-runs itself with OPENBLAS_CORETYPE=SkylakeX/Haswell (see maybe_fix_openblas_core).
+// re-runs itself with OPENBLAS_CORETYPE=SkylakeX/Haswell, also in place of an older core the
+// environment forces (see maybe_fix_openblas_core).
 #include <algorithm>
 #include <cctype>
 #include <chrono>
@@ -33,6 +34,7 @@
 #include <unistd.h>
 
 #include "bf16.h"
+#include "cpu/cpu_isa.h"
 #include "cpu/gemm.h"
 #include "thread_pool.h"
 
@@ -137,22 +139,18 @@ std::string blas_core() {
 }
 
 // OpenBLAS (DYNAMIC_ARCH builds, as Debian's) picks its kernels from the CPU model when it is
-// loaded. On a CPU newer than the library (OpenBLAS 0.3.21 on a family-6 model-207 Xeon, say)
-// it falls back to its generic SSE3 "Prescott" kernels, a meaningless yardstick. Then the bench
-// re-executes itself with OPENBLAS_CORETYPE set to the best core the CPU's features allow
-// (the variable is read at load time, so setting it in-process is too late). Returns only if
-// nothing was done. DITPOC_BENCH_KEEP_BLAS_CORE=1 disables this.
+// loaded, or from OPENBLAS_CORETYPE. On a CPU newer than the library (OpenBLAS 0.3.21 on a
+// family-6 model-207 Xeon, say) it falls back to its generic SSE3 "Prescott" kernels, and an
+// environment may force an older core (OPENBLAS_CORETYPE=Haswell on an AVX-512 machine): both
+// make a flattering yardstick. So the bench re-executes itself with OPENBLAS_CORETYPE set to the
+// best core the CPU's features allow (SkylakeX with AVX-512, else Haswell; the variable is read
+// at load time, so setting it in-process is too late) and says which core it replaced
+// (DITPOC_BENCH_BLAS_CORE_WAS). Returns only if nothing was done. DITPOC_BENCH_KEEP_BLAS_CORE=1
+// keeps the core as loaded.
 void maybe_fix_openblas_core(char** argv) {
-  if (!openblas_get_corename || std::getenv("OPENBLAS_CORETYPE") ||
-      std::getenv("DITPOC_BENCH_KEEP_BLAS_CORE"))
+  if (!openblas_get_corename || std::getenv("DITPOC_BENCH_KEEP_BLAS_CORE") ||
+      std::getenv("DITPOC_BENCH_BLAS_CORE_WAS"))
     return;
-  std::string core = blas_core();
-  for (auto& ch : core) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  const char* weak[] = {"prescott", "katmai",   "coppermine", "northwood", "banias", "core2",
-                        "penryn",   "dunnington", "nehalem",  "atom",      "generic", "sandybridge"};
-  bool is_weak = false;
-  for (const char* w : weak) is_weak |= core == w;
-  if (!is_weak) return;
   const char* want = nullptr;
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();
@@ -163,10 +161,24 @@ void maybe_fix_openblas_core(char** argv) {
     want = "Haswell";
 #endif
   if (!want) return;
+  auto lower = [](std::string v) {
+    for (auto& ch : v) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    return v;
+  };
+  const std::string core = blas_core();
+  // Cores at least as good as `want` for sgemm are kept (Cooperlake and Sapphire Rapids extend
+  // SkylakeX; Zen uses the Haswell kernels).
+  const std::string lc = lower(core);
+  if (lc == lower(want) || lc == "cooperlake" || lc == "sapphirerapids" ||
+      (std::string(want) == "Haswell" && (lc == "zen" || lc == "skylakex")))
+    return;
+  const char* env = std::getenv("OPENBLAS_CORETYPE");
+  const std::string was = core + (env ? std::string(" (OPENBLAS_CORETYPE=") + env + ")" : std::string(" (detected)"));
   setenv("OPENBLAS_CORETYPE", want, 1);
-  setenv("DITPOC_BENCH_BLAS_CORE_WAS", blas_core().c_str(), 1);
+  setenv("DITPOC_BENCH_BLAS_CORE_WAS", was.c_str(), 1);
   execv("/proc/self/exe", argv);
-  unsetenv("OPENBLAS_CORETYPE");  // exec failed: carry on with the detected core
+  unsetenv("DITPOC_BENCH_BLAS_CORE_WAS");  // exec failed: carry on with the loaded core
+  if (env) setenv("OPENBLAS_CORETYPE", env, 1);
 }
 #endif
 
@@ -187,14 +199,14 @@ int run_gemm_bench(const GemmBenchOptions& opt) {
 #endif
 
   if (!opt.json) {
-    std::printf("gemm: C[M,N] = bf16round(A)[M,K] . W[N,K]^T + bias, ours: bf16 W, %d thread(s)\n",
-                threads);
+    std::printf("gemm: C[M,N] = bf16round(A)[M,K] . W[N,K]^T + bias, ours: bf16 W, CPU path %s, %d thread(s)\n",
+                ditpoc::cpu::isa_name(ditpoc::cpu::active_isa()), threads);
     if (have_blas) {
       std::printf("yardstick: cblas_sgemm (fp32 W, RowMajor NoTrans/Trans), BLAS threads %s, core %s",
                   blas_threads > 0 ? std::to_string(blas_threads).c_str() : "unknown",
                   core.c_str());
       if (const char* was = std::getenv("DITPOC_BENCH_BLAS_CORE_WAS"))
-        std::printf(" (OPENBLAS_CORETYPE set by the bench: it detected %s)", was);
+        std::printf(" (set by the bench in place of %s)", was);
       std::printf("\n");
     }
     else

@@ -3,7 +3,12 @@
 // sgemm reaches on the same forward's GEMM shapes in the same run (the yardstick).
 //
 //   ditpoc_bench forward [--model ID]... [--grid F,H,W] [--ctx-len N] [--batch B]
-//                        [--threads N] [--min-time S] [--json]
+//                        [--threads N] [--min-time S] [--json] [--rounds-stdin]
+//
+// Rates: best of the runs and their median (the sustained rate on a shared machine).
+// --rounds-stdin (one model; no yardsticks): after the warm-up prints {"ready": ...}, then times
+// one round (--min-time seconds) per line read on stdin and prints it as one JSON line, so that
+// bench/compare_peer.py can interleave rounds with the PyTorch peer's.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -17,6 +22,7 @@
 #include "backend.h"
 #include "bench_request.h"
 #include "bf16.h"
+#include "cpu/cpu_isa.h"
 #include "cpu/gemm.h"
 #include "flops.h"
 #include "model_config.h"
@@ -26,6 +32,7 @@
 #ifdef DITPOC_HAVE_CBLAS
 #include <cblas.h>
 extern "C" void openblas_set_num_threads(int) __attribute__((weak));
+extern "C" char* openblas_get_corename(void) __attribute__((weak));
 #endif
 
 namespace {
@@ -78,6 +85,7 @@ struct Options {
   int threads = 0;
   double min_time = 3.0;
   bool json = false;
+  bool rounds_stdin = false;
 };
 
 }  // namespace
@@ -98,9 +106,11 @@ int forward_main(int argc, char** argv) {
     else if (a == "--threads") o.threads = std::atoi(next());
     else if (a == "--min-time") o.min_time = std::atof(next());
     else if (a == "--json") o.json = true;
+    else if (a == "--rounds-stdin") o.rounds_stdin = true;
     else { std::fprintf(stderr, "forward: unknown option '%s'\n", a.c_str()); return 2; }
   }
   if (o.models.empty()) o.models = {"wan-tiny", "wan2.1-t2v-1.3b"};
+  if (o.rounds_stdin && o.models.size() != 1) { std::fprintf(stderr, "forward: --rounds-stdin takes one --model\n"); return 2; }
   const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 #ifdef DITPOC_HAVE_CBLAS
   if (openblas_set_num_threads) openblas_set_num_threads(threads);
@@ -121,7 +131,20 @@ int forward_main(int argc, char** argv) {
     const double flops = ditpoc::bench::add_nonces(cfg, req, o.batch);
     std::vector<float> out(static_cast<size_t>(o.batch * backend->output_size(req.grid)));
     backend->forward(req, out.data());  // warm-up
-    const double best = ditpoc::bench::time_forward(*backend, req, out.data(), o.min_time).best;
+    const char* path = ditpoc::cpu::isa_name(ditpoc::cpu::active_isa());
+    if (o.rounds_stdin) {
+      std::printf("{\"ready\": true, \"engine\": \"dit-poc cpu\", \"cpu_path\": \"%s\", \"threads\": %d}\n", path, threads);
+      std::fflush(stdout);
+      char line[256];
+      while (std::fgets(line, sizeof line, stdin)) {
+        const auto t = ditpoc::bench::time_forward(*backend, req, out.data(), o.min_time);
+        std::printf("{\"best_s\": %.6f, \"median_s\": %.6f, \"reps\": %d, \"batch\": %d}\n", t.best, t.median, t.reps, o.batch);
+        std::fflush(stdout);
+      }
+      return 0;
+    }
+    const auto timing = ditpoc::bench::time_forward(*backend, req, out.data(), o.min_time);
+    const double best = timing.best;
     const double gflops = flops / best * 1e-9;
 
     // GEMM yardsticks on this forward's shapes: our GEMM alone, and OpenBLAS sgemm.
@@ -162,20 +185,24 @@ int forward_main(int argc, char** argv) {
     const double ours_gemm_gf = gemm_flops / ours_gemm_s * 1e-9;
     if (o.json) {
       std::printf("  {\"model\": \"%s\", \"grid\": [%d, %d, %d], \"ctx_len\": %d, \"batch\": %d, \"weights_generation_s\": %.3f,"
-                  " \"prepare_s\": %.3f, \"seconds_per_nonce\": %.6f, \"model_gflop_per_nonce\": %.4f, \"achieved_gflops\": %.2f,"
+                  " \"prepare_s\": %.3f, \"cpu_path\": \"%s\", \"seconds_per_nonce\": %.6f, \"median_seconds_per_nonce\": %.6f, \"model_gflop_per_nonce\": %.4f, \"achieved_gflops\": %.2f,"
                   " \"gemm_share_of_flops\": %.4f, \"our_gemm_gflops\": %.2f, \"blas_sgemm_gflops\": %s, \"fraction_of_blas\": %s}%s\n",
-                  cfg.id.c_str(), o.grid[0], o.grid[1], o.grid[2], ctx, o.batch, gen_s, prep_s, best / o.batch,
+                  cfg.id.c_str(), o.grid[0], o.grid[1], o.grid[2], ctx, o.batch, gen_s, prep_s, path, best / o.batch, timing.median / o.batch,
                   flops / o.batch * 1e-9, gflops, gemm_flops / flops, ours_gemm_gf,
                   blas_s > 0 ? std::to_string(blas_gf).c_str() : "null",
                   blas_s > 0 ? std::to_string(gflops / blas_gf).c_str() : "null", mi + 1 < o.models.size() ? "," : "");
     } else {
-      std::printf("%s grid %dx%dx%d ctx %d batch %d, %d threads (weights generated in %.2f s, packed in %.2f s)\n",
-                  cfg.id.c_str(), o.grid[0], o.grid[1], o.grid[2], ctx, o.batch, threads, gen_s, prep_s);
-      std::printf("  forward: %.4f s/nonce, %.3f GFLOP/nonce (SPEC §12), %.1f GFLOP/s achieved\n", best / o.batch,
-                  flops / o.batch * 1e-9, gflops);
+      std::printf("%s grid %dx%dx%d ctx %d batch %d, %d threads, CPU path %s (weights generated in %.2f s, packed in %.2f s)\n",
+                  cfg.id.c_str(), o.grid[0], o.grid[1], o.grid[2], ctx, o.batch, threads, path, gen_s, prep_s);
+      std::printf("  forward: %.4f s/nonce best, %.4f median of %d runs, %.3f GFLOP/nonce (SPEC §12), %.1f GFLOP/s achieved (best)\n",
+                  best / o.batch, timing.median / o.batch, timing.reps, flops / o.batch * 1e-9, gflops);
       std::printf("  GEMMs of this forward (%.0f %% of its FLOPs): our GEMM %.1f GFLOP/s", 100 * gemm_flops / flops, ours_gemm_gf);
       if (blas_s > 0)
-        std::printf(", OpenBLAS sgemm %.1f GFLOP/s -> forward at %.0f %% of the BLAS rate\n", blas_gf, 100 * gflops / blas_gf);
+        std::printf(", OpenBLAS sgemm (core %s%s%s) %.1f GFLOP/s -> forward at %.0f %% of the BLAS rate\n",
+                    openblas_get_corename ? openblas_get_corename() : "unknown",
+                    std::getenv("DITPOC_BENCH_BLAS_CORE_WAS") ? ", set by the bench in place of " : "",
+                    std::getenv("DITPOC_BENCH_BLAS_CORE_WAS") ? std::getenv("DITPOC_BENCH_BLAS_CORE_WAS") : "",
+                    blas_gf, 100 * gflops / blas_gf);
       else
         std::printf(", no BLAS yardstick (built without CBLAS)\n");
     }

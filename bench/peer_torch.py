@@ -16,7 +16,8 @@ Deliberate differences from the engine (none changes the FLOPs):
     CUDA backend's GEMMs write fp32 except the FFN hidden layer and the text MLP (bf16 in both);
   * the text MLP is one GEMM pair over all of an expert's users (the engine runs it per nonce);
   * attention is F.scaled_dot_product_attention on bf16 q/k/v (flash backend on the GPU: fp32
-    softmax, bf16 probabilities in P·V, as the engine's own flash kernel), not that kernel;
+    softmax, bf16 probabilities in P·V, as the engine's own flash kernel), not that kernel; on
+    torch < 2.0 (Debian's python3-torch 1.13) the same math with explicit matmuls and softmax;
   * residual, gate and reflection are separate ops in eager mode (the engine fuses them; the
     compile mode may);
   * inputs come from torch's generator, not SPEC §2's hashes, and the routing and timesteps
@@ -27,15 +28,19 @@ seeds is not needed for a timing peer, only the same shapes and FLOPs.
   python3 bench/peer_torch.py --model wan2.2-t2v-a14b --grid 4,16,16 --batch 4 --mode both
 
 prints one JSON object: nonces/s and model TFLOP/s (SPEC §12) for eager and torch.compile,
-and torch's own dense bf16 GEMM rate on the device. `--device cpu` runs it on the CPU, for
-smoke tests only (CPU timings say nothing about the GPU), e.g.
+and torch's own dense bf16 GEMM rate on the device (no torch.compile on torch < 2.0: that
+entry is null). `--device cpu` runs it on the CPU (CPU timings say nothing about the GPU), e.g.
 
   python3 bench/peer_torch.py --model wan-tiny --grid 1,4,4 --batch 3 --device cpu --gemm-n 1024
+
+The CPU comparison with the engine, interleaved in one run, is bench/compare_peer.py.
 """
 import argparse
 import json
 import math
 import platform
+import statistics
+import sys
 import time
 
 MODELS = {  # id: (D, FFN, heads, layers, C_in, C_out, experts)
@@ -62,12 +67,17 @@ def main():
     ap.add_argument("--mode", default="both", choices=["eager", "compile", "both"])
     ap.add_argument("--min-time", type=float, default=5.0)
     ap.add_argument("--device", default="cuda:0")
+    ap.add_argument("--rounds-stdin", action="store_true",
+                    help="eager only: after the warm-up print {ready}, then time one round per line read on stdin (bench/compare_peer.py)")
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     ap.add_argument("--gemm-n", type=int, default=8192, help="size of the dense bf16 GEMM yardstick (n³)")
     args = ap.parse_args()
 
     import torch
     import torch.nn.functional as Fn
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     dev, bf16, f32 = torch.device(args.device), torch.bfloat16, torch.float32
     is_cuda = dev.type == "cuda"
 
@@ -131,10 +141,17 @@ def main():
         c, s = cos[None, :, None], sin[None, :, None]
         return torch.stack([a * c - b * s, a * s + b * c], -1).flatten(-2)
 
+    has_sdpa = hasattr(Fn, "scaled_dot_product_attention")
+
     def attn(q, k, v):  # [G, L, D] → [G, L, D], SDPA on bf16
         G, Lq, Lk = q.shape[0], q.shape[1], k.shape[1]
         q, k, v = (t.to(bf16).reshape(G, -1, H, HEAD_DIM).transpose(1, 2) for t in (q, k, v))
-        return Fn.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(G, Lq, D)
+        if has_sdpa:
+            o = Fn.scaled_dot_product_attention(q, k, v)
+        else:  # torch < 2.0 (Debian's 1.13): the same math spelled out, fp32 softmax
+            s = torch.matmul(q, k.transpose(-1, -2)).float() * (HEAD_DIM ** -0.5)
+            o = torch.matmul(torch.softmax(s, -1).to(bf16), v)
+        return o.transpose(1, 2).reshape(G, Lq, D)
 
     def block(p, x, e0, ctx, w_hh):  # x [G, L, D] fp32, e0 [G, 6, D] fp32, ctx [G, Lc, D] bf16
         m = p["mod"][None] + e0
@@ -211,19 +228,35 @@ def main():
             y = put(y, rows, Fn.linear(h, *ex["head"]))
         return y
 
+    def one_round(block_fn):  # best and median of at least 3 runs and args.min_time seconds
+        with torch.no_grad():
+            runs = []
+            while len(runs) < 3 or sum(runs) < args.min_time:
+                t0 = time.perf_counter()
+                run(block_fn)
+                sync()
+                runs.append(time.perf_counter() - t0)
+        return min(runs), statistics.median(runs), len(runs)
+
     def timed(block_fn):
         with torch.no_grad():
             for _ in range(2):
                 run(block_fn)  # warm-up (and compilation)
             sync()
-            best, total, reps = 1e30, 0.0, 0
-            while reps < 3 or total < args.min_time:
-                t0 = time.perf_counter()
-                run(block_fn)
-                sync()
-                dt = time.perf_counter() - t0
-                best, total, reps = min(best, dt), total + dt, reps + 1
-        return {"seconds_per_batch": best, "reps": reps, "nonces_per_s": B / best, "model_tflops": flops / best * 1e-12}
+        best, median, reps = one_round(block_fn)
+        return {"seconds_per_batch": best, "median_seconds_per_batch": median, "reps": reps,
+                "nonces_per_s": B / best, "median_nonces_per_s": B / median, "model_tflops": flops / best * 1e-12}
+
+    if args.rounds_stdin:  # eager rounds on demand, interleaved by bench/compare_peer.py
+        with torch.no_grad():
+            for _ in range(2):
+                run(block)
+        print(json.dumps({"ready": True, "engine": f"torch {torch.__version__} eager", "threads": torch.get_num_threads(),
+                          "sdpa": has_sdpa}), flush=True)
+        for _ in sys.stdin:
+            best, median, reps = one_round(block)
+            print(json.dumps({"best_s": best, "median_s": median, "reps": reps, "batch": B}), flush=True)
+        return
 
     n = args.gemm_n
     a = torch.randn(n, n, device=dev, dtype=bf16)
@@ -244,14 +277,16 @@ def main():
               "model_tflop_per_nonce": flops / B * 1e-12, "gemm_n": n, "torch_dense_gemm_tflops": gemm_tflops}
     if args.mode in ("eager", "both"):
         result["eager"] = timed(block)
-    if args.mode in ("compile", "both"):
+    if args.mode in ("compile", "both") and not hasattr(torch, "compile"):
+        result["compile"] = None  # torch < 2.0: no torch.compile
+    elif args.mode in ("compile", "both"):
         # One compiled graph per expert-group size (the limit was renamed recompile_limit in torch 2.7).
         for name in ("recompile_limit", "cache_size_limit"):
             if hasattr(torch._dynamo.config, name):
                 setattr(torch._dynamo.config, name, max(64, getattr(torch._dynamo.config, name)))
         result["compile"] = timed(torch.compile(block, dynamic=False))
     for k in ("eager", "compile"):
-        if k in result:
+        if result.get(k):
             result[k]["mfu_vs_torch_gemm"] = result[k]["model_tflops"] / gemm_tflops
     print(json.dumps(result))
 

@@ -16,6 +16,14 @@ echo "== denoise step (SPEC §13: one CFG pair, 256x256x17 video, wan-tiny)"
 ./build/engine/ditpoc_bench denoise --model wan-tiny
 echo "== GEMM"
 ./build/engine/ditpoc_bench gemm
+echo "== PyTorch peer on the CPU, interleaved with the engine (bench/compare_peer.py)"
+if /usr/bin/python3 -c "import torch" 2>/dev/null; then
+  /usr/bin/python3 bench/compare_peer.py
+elif python3 -c "import torch" 2>/dev/null; then
+  python3 bench/compare_peer.py
+else
+  echo "skipped: no python with torch (Debian: apt-get install python3-torch)"
+fi
 echo "== SMST commitment"
 [ -f dist/bench/smst-bench.js ] || npx tsc -p tsconfig.json
 node dist/bench/smst-bench.js

@@ -3,6 +3,7 @@
 // stays up; requests too large for memory are refused with the numbers or run with a smaller
 // batch; /stop and SIGTERM take effect inside a long forward. Real processes on loopback, a
 // server without a pinned grid (so every request picks its own).
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -81,6 +82,9 @@ describe('generate: the same checks as serve', () => {
     expect(k.code).toBe(2);
     expect(k.stderr).toMatch(/k_dim 65 is larger than the 64 output values per nonce/);
     expect(k.stderr).not.toMatch(/\n\s+at /);
+    const g = await runCli([...base, '--grid', '1025,1,1']);
+    expect(g.code).toBe(2);
+    expect(g.stderr).toMatch(/each ≤ 1024/);
   });
 });
 
@@ -133,6 +137,23 @@ describe('serve: stop means stop', () => {
     expect(r.body.pow_status.status).toBe('STOPPED');
     expect(s).toBeLessThan(20);
     expect((await srv.request('GET', '/api/v1/pow/status')).body.status).toBe('IDLE');
+  });
+
+  it('the hard exit behind --shutdown-timeout does not wait for native work in flight', () => {
+    // process.exit() would wait for this forward (libuv joins its thread pool at exit); the
+    // addon's hardExit, which serve uses for its bound, does not.
+    const script = `
+      const { NonceRunner, openModel } = await import(${JSON.stringify(new URL('../dist/src/engine/nonce-runner.js', import.meta.url).href)});
+      const { makeRound } = await import(${JSON.stringify(new URL('../dist/src/round/params.js', import.meta.url).href)});
+      const { addon } = await import(${JSON.stringify(new URL('../dist/src/engine/native.js', import.meta.url).href)});
+      const round = makeRound({ model: 'wan-tiny', blockHash: 'AB', publicKey: 'pk', grid: [16, 32, 32], weightsSeed: 's' });
+      const model = await openModel({ ...round, backend: 'cpu' }, 2);
+      new NonceRunner(model, round).run([1]).catch(() => {});
+      setTimeout(() => addon().hardExit(3), 500);`;
+    const t0 = performance.now();
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.status, r.stderr).toBe(3);
+    expect((performance.now() - t0) / 1000).toBeLessThan(30);
   });
 
   it('SIGTERM during a forward exits within --shutdown-timeout', async () => {

@@ -542,6 +542,7 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void register_file_lock(Napi::Object exports);  // file_lock.cpp
+void register_hard_exit(Napi::Object exports);  // hard_exit.cpp
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function ctor = Model::Init(env);
@@ -559,6 +560,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("normalStrong", Napi::Function::New(env, NormalStrong));
   exports.Set("householderVector", Napi::Function::New(env, HouseholderVector));
   register_file_lock(exports);
+  register_hard_exit(exports);
   return exports;
 }
 

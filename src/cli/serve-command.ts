@@ -4,8 +4,9 @@
 import { resolve } from 'node:path';
 
 import { Command, Option } from 'commander';
-import { pino } from 'pino';
+import { pino, symbols as pinoSymbols } from 'pino';
 
+import { addon } from '../engine/native.js';
 import { InputError } from '../errors.js';
 import { modelInfo } from '../round/params.js';
 import { parseDevices } from '../server/devices.js';
@@ -111,21 +112,31 @@ export function serveCommand(): Command {
         process.once('SIGTERM', () => done('SIGTERM'));
         process.once('SIGINT', () => done('SIGINT'));
       });
+      // Exits without Node's exit path, which waits for native work still on the thread pool (an
+      // uncancellable weights load, say): the logs are flushed first, the spool is on disk.
+      const exitNow = (code: number): never => {
+        try {
+          (logger as unknown as Record<symbol, { flushSync?: () => void }>)[pinoSymbols.streamSym]?.flushSync?.();
+        } catch {
+          // a closed stdout: nothing more can be logged anyway
+        }
+        return addon().hardExit(code);
+      };
       // A second signal leaves at once: whatever is not delivered is on disk already.
       const hard = () => {
         logger.warn('second signal: exiting without waiting for the spool');
-        process.exit(1);
+        exitNow(1);
       };
       process.once('SIGTERM', hard);
       process.once('SIGINT', hard);
       // --shutdown-timeout is a hard bound: whatever is not delivered by then stays on disk.
       setTimeout(() => {
         logger.error({ shutdown_timeout_s: o.shutdownTimeout }, 'shutdown timeout reached: exiting now');
-        process.exit(1);
+        exitNow(1);
       }, o.shutdownTimeout * 1000).unref();
       await server.shutdown(signal);
       logger.info('stopped');
-      // Keep-alive sockets of the callback client must not hold the process open.
-      process.exit(0);
+      // Keep-alive sockets of the callback client must not hold the process open either.
+      exitNow(0);
     });
 }

@@ -6,6 +6,9 @@
 // per-expert gathered copy (8·D per token), the FFN hidden layer (F), the patches and the latent
 // they come from (2·P), the output and the copy handed to post-processing (2·out), and the text
 // context through its embedding MLP (ctx_len · (text_dim + 4·D)).
+import { readFileSync } from 'node:fs';
+import { freemem } from 'node:os';
+
 import type { ModelInfo } from './native.js';
 
 export type Grid3 = readonly [number, number, number];
@@ -42,3 +45,26 @@ export function planBatch(requested: number, bytesPerNonce: number, availableByt
 }
 
 export const gib = (bytes: number) => Math.round((bytes / 2 ** 30) * 100) / 100;
+
+function readNumber(path: string): number | null {
+  try {
+    const v = Number(readFileSync(path, 'utf8').trim());
+    return Number.isFinite(v) ? v : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Host memory a new allocation can use: the kernel's MemAvailable, or less inside a memory
+ * cgroup (a container), whose limit is what the OOM killer enforces.
+ */
+export function availableHostMemory(): number {
+  let avail = freemem();
+  const limit = process.constrainedMemory?.() ?? 0;
+  if (limit > 0 && limit < 2 ** 60) {
+    const used = readNumber('/sys/fs/cgroup/memory.current') ?? readNumber('/sys/fs/cgroup/memory/memory.usage_in_bytes') ?? process.memoryUsage().rss;
+    avail = Math.min(avail, Math.max(0, limit - used));
+  }
+  return avail;
+}

@@ -132,6 +132,8 @@ export interface NativeAddon {
   lockFile(path: string): number;
   /** Closes a lockFile fd (releasing the lock). */
   unlockFile(fd: number): void;
+  /** Ends the process at once (std::_Exit), without waiting for native work in flight. */
+  hardExit(code: number): never;
 }
 
 // The addon sits in build/addon/Release under the package root, whether this file runs from

@@ -1,7 +1,5 @@
 // The ML node's state: one generation at a time, the /generate job queue, the callback spool and
 // the device workers. The HTTP layer (app.ts) only validates bodies and calls in here.
-import { freemem } from 'node:os';
-
 import type { Logger } from 'pino';
 
 import { bundleRound } from '../bundle/format.js';
@@ -9,7 +7,7 @@ import { InputError } from '../errors.js';
 import { modelInfo, weightsIdentity, type RoundParams } from '../round/params.js';
 import { readCalibration, statTestForModel } from '../calibration/calibration-file.js';
 import { cheatsPassing } from '../calibration/cheat-check.js';
-import { cpuWeightsBytes, forwardBytesPerNonce, gib, planBatch } from '../engine/memory-estimate.js';
+import { availableHostMemory, cpuWeightsBytes, forwardBytesPerNonce, gib, planBatch } from '../engine/memory-estimate.js';
 import { checkAssignment } from '../protocol/nonce-assignment.js';
 import { DEFAULT_STAT_TEST, type StatTest } from '../validation/verdict.js';
 import type { DeviceWorker } from './devices.js';
@@ -173,7 +171,7 @@ export class PocService {
     const info = modelInfo(round.model);
     const perNonce = forwardBytesPerNonce(info, round.grid, round.ctxLen);
     const fromBudget = this.o.memoryBudgetBytes !== undefined;
-    const available = this.o.memoryBudgetBytes ?? freemem() / cpuWorkers;
+    const available = this.o.memoryBudgetBytes ?? availableHostMemory() / cpuWorkers;
     // Weights a worker still has to load come out of the same memory (not out of a budget, which is for activations).
     const toLoad = !fromBudget && this.o.devices.some((d) => d.spec.kind === 'cpu' && !d.holds(round)) ? cpuWeightsBytes(info) : 0;
     const plan = planBatch(want, perNonce, available, toLoad);
