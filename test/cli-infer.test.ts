@@ -1,15 +1,16 @@
 // `dit-poc infer` and `dit-poc verify-inference` as a user runs them: bad input (exit 2, no
 // output that looks complete) and, on the native engine, a real generation, its resume after an
 // interruption, and its validation.
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 
 import { addon } from '../src/engine/native.js';
 import { executeGeneration, newManifest } from '../src/inference/executor.js';
 import { initialNoise, prepareGeneration } from '../src/inference/generation-setup.js';
-import { encodeManifest, readManifest, type InferenceRequest } from '../src/inference/manifest.js';
+import { decodeCheckpoint, encodeCheckpoint } from '../src/inference/checkpoint-files.js';
+import { encodeManifest, readManifest, sha256Hex, type InferenceRequest } from '../src/inference/manifest.js';
 import { initialSolverState } from '../src/inference/scheduler.js';
 import { runCli } from './helpers/cli.js';
 import { writeSafetensors } from './helpers/safetensors-writer.js';
@@ -100,4 +101,87 @@ describe('dit-poc infer: bad input', () => {
     const dir = await toyGeneration('exists');
     await expect(runCli([...BASE, '--out', dir])).resolves.toMatchObject({ code: 2 });
   });
+});
+
+describe('dit-poc infer and verify-inference on the engine (wan-tiny)', () => {
+  // 24 steps: checkpoints every 3 steps and at the expert switch, long enough to interrupt.
+  const ARGS = [...BASE, '--steps', '24', '--threads', '2'];
+  const calDir = join(root, 'cal');
+  const whole = join(root, 'whole');
+
+  function writeThresholds(segment: number, final: number) {
+    mkdirSync(calDir, { recursive: true });
+    writeFileSync(join(calDir, 'wan-tiny.json'), JSON.stringify({ model: 'wan-tiny', inference: { runtime_pairs: { 'cpu-bf16|cpu-bf16': { segment, final } }, basis: 'test', steps: 24, size: '32x32x5', runs: 1, created: 'test', command: 'test' } }));
+  }
+
+  it('generates, reports FLOPs and s/forward, and resumes after Ctrl-C to the same final latent', async () => {
+    const r = await runCli([...ARGS, '--out', whole, '--json'], { timeoutMs: 300_000 });
+    expect(r.code, r.stderr).toBe(0);
+    const summary = JSON.parse(r.stdout);
+    expect(summary.complete).toBe(true);
+    expect(summary.cost.flops).toBe(summary.cost.flops_per_forward * 48);
+    expect(summary.cost.s_per_forward).toBeGreaterThan(0);
+    const m = readManifest(whole).manifest;
+    expect(m.checkpoint_steps).toContain(m.timesteps.filter((t) => t >= 875).length); // the expert switch
+
+    const cut = join(root, 'cut-real');
+    const interrupted = await runCli([...ARGS, '--out', cut], {
+      timeoutMs: 300_000,
+      onSpawn: (p) => {
+        const timer = setInterval(() => {
+          if (existsSync(join(cut, 'checkpoints/step-0006.safetensors'))) {
+            clearInterval(timer);
+            p.kill('SIGINT');
+          }
+        }, 20);
+        p.on('close', () => clearInterval(timer));
+      },
+    });
+    expect(interrupted.code, interrupted.stderr).toBe(130);
+    expect(interrupted.stderr).toMatch(/--resume/);
+    const partial = readManifest(cut).manifest;
+    expect(partial.complete).toBe(false);
+    expect(partial.checkpoints.length).toBeLessThan(m.checkpoints.length);
+    expect(existsSync(join(cut, 'latent.safetensors'))).toBe(false);
+    const resumed = await runCli(['infer', '--out', cut, '--resume'], { timeoutMs: 300_000 });
+    expect(resumed.code, resumed.stderr).toBe(0);
+    const done = readManifest(cut).manifest;
+    expect(done.final!.sha256).toBe(m.final!.sha256);
+    expect(done.checkpoints.map((c) => c.sha256)).toEqual(m.checkpoints.map((c) => c.sha256));
+  }, 600_000);
+
+  it('matches on every segment of an honest run, delegates without a threshold', async () => {
+    let r = await runCli(['verify-inference', whole, '--json', '--calibration-dir', join(root, 'none')], { timeoutMs: 300_000 });
+    expect(r.code).toBe(3);
+    expect(JSON.parse(r.stdout)).toMatchObject({ verdict: 'delegate', noise_ok: true, files_ok: true });
+    writeThresholds(1e-3, 1e-2);
+    const n = readManifest(whole).manifest.checkpoints.length - 1;
+    r = await runCli(['verify-inference', whole, '--json', '--segments', String(n), '--threads', '1', '--calibration-dir', calDir], { timeoutMs: 300_000 });
+    expect(r.code, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout);
+    expect(report.verdict).toBe('match');
+    expect(report.segments.length).toBe(n);
+    for (const s of report.segments) expect(s.distance).toBeLessThanOrEqual(s.threshold);
+  }, 600_000);
+
+  it('calls a perturbed checkpoint with its hash rewritten a mismatch, and a changed file invalid', async () => {
+    writeThresholds(1e-3, 1e-2);
+    const dir = join(root, 'tampered');
+    cpSync(whole, dir, { recursive: true });
+    const m = readManifest(dir).manifest;
+    const c = m.checkpoints[4];
+    const state = decodeCheckpoint(readFileSync(join(dir, c.file)), m.latent_shape, c.step, c.file);
+    const bytes = encodeCheckpoint({ ...state, latent: state.latent.map((v, i) => (i % 5 === 0 ? v * 1.02 : v)) }, m.latent_shape);
+    writeFileSync(join(dir, c.file), bytes);
+    c.sha256 = sha256Hex(bytes);
+    writeFileSync(join(dir, 'manifest.json'), encodeManifest(m));
+    const all = String(m.checkpoints.length - 1);
+    let r = await runCli(['verify-inference', dir, '--json', '--segments', all, '--calibration-dir', calDir], { timeoutMs: 300_000 });
+    expect(r.code).toBe(1);
+    expect(JSON.parse(r.stdout).verdict).toBe('mismatch');
+    writeFileSync(join(dir, m.checkpoints[2].file), Buffer.concat([readFileSync(join(dir, m.checkpoints[2].file)), Buffer.from([0])]));
+    r = await runCli(['verify-inference', dir, '--json', '--calibration-dir', calDir], { timeoutMs: 300_000 });
+    expect(r.code).toBe(1);
+    expect(JSON.parse(r.stdout)).toMatchObject({ verdict: 'invalid', files_ok: false });
+  }, 600_000);
 });

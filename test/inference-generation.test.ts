@@ -3,9 +3,10 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { addon } from '../src/engine/native.js';
+import { addon, type NativeModel } from '../src/engine/native.js';
+import { nativeDenoiser } from '../src/inference/denoiser.js';
 import { checkpointSteps, decodeCheckpoint, encodeCheckpoint } from '../src/inference/checkpoint-files.js';
 import type { Denoiser } from '../src/inference/denoiser.js';
 import { executeGeneration, newManifest } from '../src/inference/executor.js';
@@ -14,6 +15,7 @@ import type { LoopDeviations } from '../src/inference/loop.js';
 import { encodeManifest, parseManifest, readManifest, sha256Hex, type InferenceRequest } from '../src/inference/manifest.js';
 import { initialSolverState } from '../src/inference/scheduler.js';
 import { drawSegments, latentDistance, verifyGeneration, type InferenceThreshold } from '../src/inference/verification.js';
+import { loadTiny } from './helpers/native-model.js';
 import { toyDenoiser } from './helpers/toy-denoiser.js';
 
 const cfg = addon().models().find((m) => m.id === 'wan-tiny')!;
@@ -65,6 +67,22 @@ function tamperCheckpoint(dir: string, index: number, rewriteHash: boolean) {
     c.sha256 = sha256Hex(bytes);
     writeFileSync(join(dir, 'manifest.json'), encodeManifest(manifest));
   }
+}
+
+/** Puts a cheat's checkpoints and final latent under an honest run's names and steps, hashes rewritten. */
+function presentAs(honestDir: string, cheatDir: string) {
+  const m = readManifest(honestDir).manifest;
+  const s = readManifest(cheatDir).manifest;
+  m.checkpoints.forEach((c, i) => {
+    const src = s.checkpoints[Math.round((i * (s.checkpoints.length - 1)) / (m.checkpoints.length - 1))];
+    const state = decodeCheckpoint(readFileSync(join(cheatDir, src.file)), s.latent_shape, src.step, src.file);
+    const bytes = encodeCheckpoint({ ...state, solver: { ...state.solver, stepIndex: c.step } }, m.latent_shape);
+    writeFileSync(join(honestDir, c.file), bytes);
+    c.sha256 = sha256Hex(bytes);
+  });
+  writeFileSync(join(honestDir, 'latent.safetensors'), readFileSync(join(cheatDir, 'latent.safetensors')));
+  m.final!.sha256 = s.final!.sha256;
+  writeFileSync(join(honestDir, 'manifest.json'), encodeManifest(m));
 }
 
 describe('generation', () => {
@@ -139,22 +157,7 @@ describe('generation', () => {
 
   it('calls a run with S−1 steps presented as S a mismatch', async () => {
     const honest = await generate();
-    const short = await generate({ request: { ...REQUEST, steps: 7 } });
-    // The cheat's manifest claims S steps: its checkpoints and final latent under the honest names.
-    const m = readManifest(honest.dir).manifest;
-    const s = readManifest(short.dir).manifest;
-    m.checkpoints.forEach((c, i) => {
-      const src = s.checkpoints[Math.min(i, s.checkpoints.length - 1)];
-      const data = readFileSync(join(short.dir, src.file));
-      const state = decodeCheckpoint(data, s.latent_shape, src.step, src.file);
-      const fake = { ...state, solver: { ...state.solver, stepIndex: c.step } };
-      const bytes = encodeCheckpoint(fake, m.latent_shape);
-      writeFileSync(join(honest.dir, c.file), bytes);
-      c.sha256 = sha256Hex(bytes);
-    });
-    writeFileSync(join(honest.dir, 'latent.safetensors'), readFileSync(join(short.dir, 'latent.safetensors')));
-    m.final!.sha256 = s.final!.sha256;
-    writeFileSync(join(honest.dir, 'manifest.json'), encodeManifest(m));
+    presentAs(honest.dir, (await generate({ request: { ...REQUEST, steps: 7 } })).dir);
     expect((await verify(honest.dir)).verdict).toBe('mismatch');
     expect((await verify(honest.dir, { full: true })).verdict).toBe('mismatch');
   });
@@ -198,4 +201,24 @@ describe('generation', () => {
     expect(d.perFrame[1]).toBeCloseTo(1 / Math.sqrt(3 * 3 + 4 * 4 + 7 * 7 + 8 * 8), 12);
     expect(d.distance).toBeCloseTo(1 / Math.sqrt(204), 12);
   });
+});
+
+describe('tamper cases on the engine (wan-tiny, bf16)', () => {
+  let model: NativeModel;
+  beforeAll(async () => {
+    model = await loadTiny(2);
+  });
+  afterAll(() => model?.dispose());
+
+  it('calls CFG off and S−1 steps presented as S mismatches, and matches the honest run', async () => {
+    const denoiser = () => nativeDenoiser(model, 'bf16');
+    const honest = await generate({ denoiser: denoiser() });
+    expect((await verify(honest.dir, { denoiser: denoiser() })).verdict).toBe('match');
+    const cfgOff = await generate({ denoiser: denoiser(), deviations: { cfgOff: true } });
+    expect((await verify(cfgOff.dir, { denoiser: denoiser() })).verdict).toBe('mismatch');
+    presentAs(honest.dir, (await generate({ denoiser: denoiser(), request: { ...REQUEST, steps: 7 } })).dir);
+    const r = await verify(honest.dir, { denoiser: denoiser() });
+    expect(r.verdict).toBe('mismatch');
+    expect(Math.max(...r.segments.map((x) => x.distance))).toBeGreaterThan(THRESHOLD.segment);
+  }, 120_000);
 });

@@ -17,6 +17,7 @@ import { histogramPng, rocPng } from '../report/plots.js';
 import { makeRound, modelInfo } from '../round/params.js';
 import { DEFAULT_N_SAMPLES } from '../validation/sampling.js';
 import { closeWorkers } from '../workers/pool.js';
+import { runInferenceCalibration } from './calibrate-inference.js';
 import { addRoundOptions, positiveInt, type RoundCliOptions } from './options.js';
 
 interface CalibrateCliOptions extends RoundCliOptions {
@@ -29,6 +30,12 @@ interface CalibrateCliOptions extends RoundCliOptions {
   calibrationDir?: string;
   variants?: RegExp;
   json: boolean;
+  inference: boolean;
+  width: number;
+  height: number;
+  frames: number;
+  steps?: number;
+  runs: number;
 }
 
 function gitCommit(): string {
@@ -61,7 +68,20 @@ export function calibrateCommand(): Command {
     .option('--calibration-dir <DIR>', 'where calibration/<model>.json goes (default: the package calibration/)')
     .option('--variants <REGEX>', 'only the variants whose name matches (case-insensitive), e.g. CUDA', variantPattern)
     .option('--json', 'print the result as JSON', false)
+    .option('--inference', 'calibrate inference validation (SPEC §13 step 7) instead of PoC artifacts', false)
+    .option('--width <W>', '--inference: video width', positiveInt('--width'), 64)
+    .option('--height <H>', '--inference: video height', positiveInt('--height'), 64)
+    .option('--frames <T>', '--inference: frames (4n+1)', positiveInt('--frames'), 5)
+    .option('--steps <S>', '--inference: sampling steps (default: official)', positiveInt('--steps'))
+    .option('--runs <N>', '--inference: generations per configuration', positiveInt('--runs'), 8)
     .action(async (o: CalibrateCliOptions) => {
+      if (o.inference) {
+        return runInferenceCalibration({
+          model: o.model, weights: o.weights, weightsSeed: o.weightsSeed, blockHash: o.blockHash, threads: o.threads, width: o.width, height: o.height,
+          frames: o.frames, steps: o.steps, runs: o.runs, variants: o.variants, outDir: o.outDir, writeCalibration: o.writeCalibration,
+          calibrationDir: o.calibrationDir, json: o.json, commit: gitCommit(),
+        });
+      }
       const round = makeRound({
         model: o.model, blockHash: o.blockHash, publicKey: o.publicKey, grid: o.grid, ctxLen: o.ctxLen, kDim: o.kDim,
         weights: o.weights, weightsSeed: o.weightsSeed, strongerRng: o.strongerRng, precision: o.precision,

@@ -16,6 +16,7 @@ interface VerifyCliOptions {
   full: boolean;
   validatorKey: string;
   weights?: string;
+  calibrationDir?: string;
   json: boolean;
   precision: Precision;
   threads?: number;
@@ -35,7 +36,7 @@ async function run(dir: string, o: VerifyCliOptions): Promise<void> {
       dir,
       cfg,
       validatorRuntime: runtimeClass(o.backend, o.precision),
-      thresholds: (a, b) => inferenceThreshold(cfg.id, a, b),
+      thresholds: (a, b) => inferenceThreshold(cfg.id, a, b, o.calibrationDir),
       segments: o.segments,
       full: o.full,
       validatorKey: o.validatorKey,
@@ -72,6 +73,7 @@ export function verifyInferenceCommand(): Command {
     .option('--full', 'replay the whole generation instead', false)
     .option('--validator-key <K>', "the validator's key (seeds the segment draw with the manifest hash)", 'validator')
     .option('--weights <DIR>', "checkpoint directory of the manifest's weights (default: the path in the manifest)")
+    .option('--calibration-dir <DIR>', 'where <model>.json with the inference thresholds is (default: the package calibration/)')
     .option('--json', 'print the report as JSON', false)
     .addOption(new Option('--precision <p>', 'GEMM/attention input precision of this validator').choices(['bf16', 'fp32', 'bf16-flash']).default('bf16'))
     .option('--threads <N>', 'CPU threads (default: all cores)', positiveInt('--threads'))

@@ -20,18 +20,9 @@ export interface Denoiser {
   denoise(call: DenoiseCall): Promise<Float32Array>;
 }
 
-// The engine's denoiser entry point (NativeModel.denoise); typed here structurally so this file
-// does not depend on the addon declaring it.
-interface NativeDenoiseCapable {
-  denoise(req: DenoiseCall & { ctxLen: number; precision?: Precision }, out?: Float32Array): Promise<Float32Array>;
-}
-
 /** The native engine's denoiser forward at the given precision. */
 export function nativeDenoiser(model: NativeModel, precision: Precision): Denoiser {
-  const m = model as unknown as Partial<NativeDenoiseCapable>;
-  if (typeof m.denoise !== 'function') throw new Error('this build of the engine has no denoiser forward (NativeModel.denoise)');
-  const denoise = m.denoise.bind(model);
   return {
-    denoise: (call) => denoise({ ...call, ctxLen: call.contexts[0].length / model.config.textDim, precision }),
+    denoise: (call) => model.denoise({ ...call, ctxLen: call.contexts[0].length / model.config.textDim, precision }),
   };
 }
