@@ -136,7 +136,8 @@ int main() {
     CHECK_MSG(rel_err(y, ref) < 1e-6, "rope err %g", rel_err(y, ref));
   }
   // Attention (self: lq = lk; cross: lk different), scores and softmax against float64.
-  for (auto [lq, lk] : {std::pair<int64_t, int64_t>{33, 33}, {20, 7}}) {
+  // (Several key tiles of 64 with a short last one: 70 x 200; a single short tile: 20 x 7.)
+  for (auto [lq, lk] : {std::pair<int64_t, int64_t>{33, 33}, {20, 7}, {70, 200}}) {
     const int64_t groups = 2;
     const int heads = 2, hd = 128, width = heads * hd;
     auto q = randn(groups * lq * width), k = randn(groups * lk * width), v = randn(groups * lk * width);
@@ -165,6 +166,15 @@ int main() {
         }
     CHECK_MSG(rel_err(out, ref) < 1e-5, "attention %ldx%ld err %g", long(lq), long(lk), rel_err(out, ref));
     CHECK(same_bits(out, out3));
+    // A query row computed alone (lq = 1) gives the bits it has inside the block it shares.
+    for (int64_t i : {int64_t(0), lq / 2, lq - 1}) {
+      std::vector<float> qi(q.begin() + (lq + i) * width, q.begin() + (lq + i + 1) * width);  // group 1
+      std::vector<float> k1(k.begin() + lk * width, k.end()), v1(v.begin() + lk * width, v.end());
+      auto oi = poisoned(width);
+      attention(qi.data(), k1.data(), v1.data(), 1, 1, lk, heads, hd, oi.data(), pool3);
+      CHECK_MSG(std::memcmp(oi.data(), out.data() + (lq + i) * width, sizeof(float) * width) == 0,
+                "attention row %ld alone differs from inside lq=%ld", long(i), long(lq));
+    }
   }
   // FlashAttention-style bf16 probabilities: the reference rounds exp(s − m) to bf16 for P·V
   // and keeps the fp32 row sum.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <vector>
 
 #include "../bf16.h"
@@ -169,11 +170,173 @@ void round_fp8_groups_inplace(float* x, int64_t groups, int64_t group_size, Thre
   });
 }
 
+#ifdef DITPOC_SIMD_MATH
+namespace {
+
+// Blocked attention, the CPU twin of kernels/attention.cu (FlashAttention-2 style): a work item
+// is QB query rows of one (group, head); it streams the keys and values in tiles of KB rows,
+// computes the tile's fp32 scores S = q·kᵀ·scale, updates each row's running max m and sum l
+// (online softmax; p = e^(s − m) with simd::exp8), rescales the output accumulator O by
+// e^(m_old − m_new) and adds P·V (P rounded to bf16 first for Bf16Flash; the row sum uses the
+// unrounded p, as on the GPU). Epilogue O / l. Every row's arithmetic is a fixed sequence over
+// the key tiles in order, independent of the other rows of its item, of the item split and of
+// the thread, so bits do not depend on batch, position or thread count. head_dim % 32 == 0.
+constexpr int64_t QB = 16, KB = 64;
+
+struct AttentionScratch {
+  alignas(32) float kt[128 * KB];     // the key tile transposed: kt[d * KB + j]
+  alignas(32) float s[QB * KB];       // scores, then probabilities
+  alignas(32) float pv[QB * KB];      // probabilities used in P·V (bf16-rounded for flash)
+  alignas(32) float o[QB * 128];      // output accumulators
+  alignas(32) float qpad[QB * 128];   // query rows of a short last block, zero-padded
+  float m[QB], l[QB];
+};
+
+inline float hmax8(__m256 v) {
+  __m128 x = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  x = _mm_max_ps(x, _mm_movehl_ps(x, x));
+  x = _mm_max_ss(x, _mm_movehdup_ps(x));
+  return _mm_cvtss_f32(x);
+}
+inline float hsum8(__m256 v) {
+  __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+  x = _mm_add_ss(x, _mm_movehdup_ps(x));
+  return _mm_cvtss_f32(x);
+}
+
+// Scores of rows [r0, r0 + 4) x the KB keys of the tile: s[r][j] = (Σ_d q[r][d]·kt[d][j]) · scale,
+// fma over d in order.
+inline void scores_4xkb(const float* const* qrow, int hd, const float* kt, float scale, float* s) {
+  for (int j0 = 0; j0 < KB; j0 += 16) {
+    __m256 acc[4][2];
+    for (int r = 0; r < 4; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    for (int d = 0; d < hd; ++d) {
+      const __m256 k0 = _mm256_load_ps(kt + d * KB + j0), k1 = _mm256_load_ps(kt + d * KB + j0 + 8);
+      for (int r = 0; r < 4; ++r) {
+        const __m256 qv = _mm256_broadcast_ss(qrow[r] + d);
+        acc[r][0] = _mm256_fmadd_ps(qv, k0, acc[r][0]);
+        acc[r][1] = _mm256_fmadd_ps(qv, k1, acc[r][1]);
+      }
+    }
+    const __m256 sc = _mm256_set1_ps(scale);
+    for (int r = 0; r < 4; ++r) {
+      _mm256_store_ps(s + r * KB + j0, _mm256_mul_ps(acc[r][0], sc));
+      _mm256_store_ps(s + r * KB + j0 + 8, _mm256_mul_ps(acc[r][1], sc));
+    }
+  }
+}
+
+// o[r][:] += Σ_j p[r][j] · v[j][:] for rows r0, r0 + 1, fma over the tile's keys in order.
+inline void pv_2rows(const float* p, const float* vt, int64_t vstride, int kn, int hd, float* o) {
+  for (int d0 = 0; d0 < hd; d0 += 32) {
+    __m256 acc[2][4];
+    for (int r = 0; r < 2; ++r)
+      for (int c = 0; c < 4; ++c) acc[r][c] = _mm256_load_ps(o + r * 128 + d0 + 8 * c);
+    for (int j = 0; j < kn; ++j) {
+      const float* vj = vt + j * vstride + d0;
+      const __m256 v0 = _mm256_loadu_ps(vj), v1 = _mm256_loadu_ps(vj + 8), v2 = _mm256_loadu_ps(vj + 16),
+                   v3 = _mm256_loadu_ps(vj + 24);
+      for (int r = 0; r < 2; ++r) {
+        const __m256 pr = _mm256_broadcast_ss(p + r * KB + j);
+        acc[r][0] = _mm256_fmadd_ps(pr, v0, acc[r][0]);
+        acc[r][1] = _mm256_fmadd_ps(pr, v1, acc[r][1]);
+        acc[r][2] = _mm256_fmadd_ps(pr, v2, acc[r][2]);
+        acc[r][3] = _mm256_fmadd_ps(pr, v3, acc[r][3]);
+      }
+    }
+    for (int r = 0; r < 2; ++r)
+      for (int c = 0; c < 4; ++c) _mm256_store_ps(o + r * 128 + d0 + 8 * c, acc[r][c]);
+  }
+}
+
+void attention_item(const float* qg, const float* kg, const float* vg, int64_t width, int64_t rows,
+                    int64_t lk, int hd, float scale, bool round_p, float* og, AttentionScratch& w) {
+  const float* qrow[QB];
+  for (int64_t r = 0; r < QB; ++r) {
+    if (r < rows) {
+      qrow[r] = qg + r * width;
+    } else {  // padding rows: computed like the others, never stored
+      std::fill(w.qpad + r * 128, w.qpad + r * 128 + hd, 0.0f);
+      qrow[r] = w.qpad + r * 128;
+    }
+    w.m[r] = -INFINITY;
+    w.l[r] = 0.0f;
+    std::fill(w.o + r * 128, w.o + r * 128 + hd, 0.0f);
+  }
+  for (int64_t j0 = 0; j0 < lk; j0 += KB) {
+    const int kn = static_cast<int>(std::min<int64_t>(KB, lk - j0));
+    for (int j = 0; j < KB; ++j) {
+      const float* kj = kg + (j0 + j) * width;
+      for (int d = 0; d < hd; ++d) w.kt[d * KB + j] = j < kn ? kj[d] : 0.0f;
+    }
+    for (int64_t r = 0; r < QB; r += 4) scores_4xkb(qrow + r, hd, w.kt, scale, w.s + r * KB);
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int64_t r = 0; r < QB; ++r) {
+      float* sr = w.s + r * KB;
+      // Running max over this tile's valid keys.
+      __m256 mx = _mm256_set1_ps(-INFINITY);
+      for (int j = 0; j < KB; j += 8) {
+        const __m256 valid = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(kn - j), lane));
+        mx = _mm256_max_ps(mx, _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), _mm256_load_ps(sr + j), valid));
+      }
+      const float m_new = std::max(w.m[r], hmax8(mx));
+      const float corr = w.m[r] == -INFINITY ? 0.0f : _mm256_cvtss_f32(simd::exp8(_mm256_set1_ps(w.m[r] - m_new)));
+      w.m[r] = m_new;
+      __m256 sum = _mm256_setzero_ps();
+      for (int j = 0; j < KB; j += 8) {
+        const __m256 valid = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(kn - j), lane));
+        const __m256 p = _mm256_and_ps(simd::exp8(_mm256_sub_ps(_mm256_load_ps(sr + j), _mm256_set1_ps(m_new))), valid);
+        sum = _mm256_add_ps(sum, p);
+        __m256 pp = p;
+        if (round_p) {  // bf16, round to nearest even (p is finite and non-negative)
+          const __m256i u = _mm256_castps_si256(p);
+          const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+          pp = _mm256_castsi256_ps(_mm256_and_si256(_mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7fff), lsb)),
+                                                    _mm256_set1_epi32(static_cast<int>(0xffff0000u))));
+        }
+        _mm256_store_ps(w.pv + r * KB + j, pp);
+      }
+      w.l[r] = w.l[r] * corr + hsum8(sum);
+      float* orow = w.o + r * 128;
+      const __m256 c = _mm256_set1_ps(corr);
+      for (int d = 0; d < hd; d += 8) _mm256_store_ps(orow + d, _mm256_mul_ps(_mm256_load_ps(orow + d), c));
+    }
+    for (int64_t r = 0; r < QB; r += 2) pv_2rows(w.pv + r * KB, vg + j0 * width, width, kn, hd, w.o + r * 128);
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    const __m256 inv = _mm256_set1_ps(1.0f / w.l[r]);
+    for (int d = 0; d < hd; d += 8)
+      _mm256_storeu_ps(og + r * width + d, _mm256_mul_ps(_mm256_load_ps(w.o + r * 128 + d), inv));
+  }
+}
+
+}  // namespace
+#endif
+
 void attention(const float* q, const float* k, const float* v, int64_t groups, int64_t lq,
                int64_t lk, int heads, int head_dim, float* out, ThreadPool& pool,
                bool round_p_bf16) {
   const int64_t width = static_cast<int64_t>(heads) * head_dim;
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim)));
+#ifdef DITPOC_SIMD_MATH
+  if (head_dim % 32 == 0 && head_dim <= 128 && lk > 0) {
+    const int64_t q_blocks = (lq + QB - 1) / QB;
+    pool.parallel_for(groups * heads * q_blocks, [&](int64_t b, int64_t e) {
+      auto w = std::make_unique<AttentionScratch>();
+      for (int64_t it = b; it < e; ++it) {
+        const int64_t g = it / (heads * q_blocks);
+        const int h = static_cast<int>((it / q_blocks) % heads);
+        const int64_t i0 = (it % q_blocks) * QB;
+        const int64_t off = static_cast<int64_t>(h) * head_dim;
+        attention_item(q + (g * lq + i0) * width + off, k + g * lk * width + off, v + g * lk * width + off,
+                       width, std::min(QB, lq - i0), lk, head_dim, scale, round_p_bf16,
+                       out + (g * lq + i0) * width + off, *w);
+      }
+    });
+    return;
+  }
+#endif
   // One work item = (group, head, block of queries); each query row is computed wholly by one
   // thread.
   const int64_t q_block = 16;
