@@ -63,14 +63,17 @@ void ThreadPool::worker_loop(int index) {
   uint64_t seen = 0;
   for (;;) {
     const std::function<void(int, int)>* job;
+    const std::atomic<bool>* cancel;
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_start_.wait(lock, [&] { return stop_ || generation_ != seen; });
       if (stop_) return;
       seen = generation_;
       job = job_;
+      cancel = job_cancel_;
     }
     try {
+      CancelScope scope(cancel);
       (*job)(index, size());
     } catch (...) {
       std::lock_guard<std::mutex> lock(mu_);
@@ -87,6 +90,7 @@ void ThreadPool::run_on_all(const std::function<void(int, int)>& fn) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     job_ = &fn;
+    job_cancel_ = tls_cancel;
     pending_ = static_cast<int>(workers_.size());
     error_ = nullptr;
     ++generation_;

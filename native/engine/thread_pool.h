@@ -49,7 +49,9 @@ class ThreadPool {
     const std::atomic<bool>* previous_;
   };
 
-  // Throws Cancelled when the calling thread's cancel flag is set.
+  // Throws Cancelled when the calling thread's cancel flag is set. Inside run_on_all the workers
+  // carry the caller's flag, so a kernel that schedules its own work units there (the GEMM) may
+  // call this between units to stop sooner.
   static void check_cancelled();
 
  private:
@@ -62,6 +64,7 @@ class ThreadPool {
   std::mutex mu_;
   std::condition_variable cv_start_, cv_done_;
   const std::function<void(int, int)>* job_ = nullptr;
+  const std::atomic<bool>* job_cancel_ = nullptr;  // the caller's cancel flag, for the workers
   uint64_t generation_ = 0;
   int pending_ = 0;
   bool stop_ = false;

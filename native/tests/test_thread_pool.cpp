@@ -72,6 +72,33 @@ int main() {
       flag.store(false);
     }
 
+    // Inside run_on_all every thread carries the caller's flag: check_cancelled() stops them.
+    {
+      ThreadPool::CancelScope scope(&flag);
+      std::atomic<int> started{0};
+      std::thread setter([&] {
+        while (started.load() < threads) std::this_thread::yield();
+        flag.store(true);
+      });
+      bool cancelled = false;
+      const auto t0 = clock_type::now();
+      try {
+        pool.run_on_all([&](int, int) {
+          started.fetch_add(1);
+          for (;;) {  // a kernel's own loop of work units, checking between them
+            ThreadPool::check_cancelled();
+            busy_for(std::chrono::microseconds(500));
+          }
+        });
+      } catch (const Cancelled&) {
+        cancelled = true;
+      }
+      setter.join();
+      CHECK_MSG(cancelled, "threads %d: run_on_all body not cancelled", threads);
+      CHECK(std::chrono::duration<double>(clock_type::now() - t0).count() < 5.0);
+      flag.store(false);
+    }
+
     // Without a scope the flag is not consulted.
     {
       flag.store(true);
