@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import seedrandom from 'seedrandom';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { MAX_BUNDLE_LINE_BYTES, type BundleNode, type BundleRound } from '../src/bundle/format.js';
+import { MAX_BATCH_RECORD_ITEMS, MAX_BUNDLE_LINE_BYTES, type BundleNode, type BundleRound } from '../src/bundle/format.js';
 import { BundleFormatError, headerProblems, readBundle } from '../src/bundle/reader.js';
 import { BundleWriter } from '../src/bundle/writer.js';
 import { SmstBuilder } from '../src/commitment/smst.js';
@@ -74,17 +74,24 @@ describe('line length cap', () => {
     expect((await readBundle(crlf)).artifacts).toHaveLength(6);
   });
 
-  it('inspect --repair writes bounded batches, so a large repaired bundle reads back', async () => {
-    const nonces = Array.from({ length: 2500 }, (_, i) => i);
-    const open = synthetic('open.ndjson', { nonces, closed: false });
+  it('the writer splits a batch into records under the cap; inspect --repair of a large bundle reads back', async () => {
+    const p = join(dir, 'split.ndjson');
+    const w = BundleWriter.create(p, round, node, { overwrite: true });
+    const n = MAX_BATCH_RECORD_ITEMS * 2 + 5;
+    w.appendBatch(Array.from({ length: n }, (_, i) => [i, vec(i)]), [n + 1]);
+    w.close();
+    const batches = readFileSync(p, 'utf8').trim().split('\n').slice(1).map((l) => JSON.parse(l));
+    expect(batches.map((b) => [b.seq, b.artifacts.length, b.dropped.length])).toEqual([[0, MAX_BATCH_RECORD_ITEMS, 1], [1, MAX_BATCH_RECORD_ITEMS, 0], [2, 5, 0]]);
+    // A line of MAX_BATCH_RECORD_ITEMS artifacts at the largest k_dim (1024: 2048 bytes each) fits the cap.
+    const widest = JSON.stringify({ type: 'batch', seq: 2 ** 31, artifacts: Array.from({ length: MAX_BATCH_RECORD_ITEMS }, () => [2 ** 31 - 1, Buffer.alloc(2048).toString('base64')]), dropped: Array(MAX_BATCH_RECORD_ITEMS).fill(2 ** 31 - 1) });
+    expect(Buffer.byteLength(widest)).toBeLessThan(MAX_BUNDLE_LINE_BYTES);
     const out = join(dir, 'repaired.ndjson');
-    const r = await runCli(['inspect', open, '--repair', out]);
+    const r = await runCli(['inspect', p, '--repair', out]);
     expect(r.code, r.stderr).toBe(0);
-    const batches = readFileSync(out, 'utf8').trim().split('\n').slice(1, -1).map((l) => JSON.parse(l));
-    expect(batches.map((b) => b.artifacts.length)).toEqual([1024, 1024, 452]);
     const back = await readBundle(out);
     expect(back.problems).toEqual([]);
-    expect(back.end).toMatchObject({ count: 2500, interrupted: true });
+    expect(back.artifacts).toHaveLength(n);
+    expect(back.end).toMatchObject({ count: n, dropped: 1, interrupted: true });
   });
 });
 

@@ -73,7 +73,9 @@ function fromSchema(s: Schema, key = ''): Json {
   switch (type) {
     case 'object': {
       const out: { [k: string]: Json } = {};
-      for (const [k, sub] of Object.entries(s.properties ?? {})) if ((s.required ?? []).includes(k) || chance(0.4)) out[k] = fromSchema(sub, k);
+      // Optional round parameters (params.grid, k_dim, ctx_len) are where derived quantities go wrong: include them often.
+      const optional = key === 'params' ? 0.7 : 0.4;
+      for (const [k, sub] of Object.entries(s.properties ?? {})) if ((s.required ?? []).includes(k) || chance(optional)) out[k] = fromSchema(sub, k);
       return out;
     }
     case 'array': {

@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import type { BundleRound } from '../src/bundle/format.js';
+import { bundleRound, type BundleRound } from '../src/bundle/format.js';
+import { makeRound } from '../src/round/params.js';
 import { formatPValue } from '../src/validation/verdict.js';
 import { mergeRoundFields, readRoundFile, resolveValidatorRound, weightsMismatch } from '../src/validation/trusted-round.js';
 import { rewriteArtifacts } from './helpers/bundles.js';
@@ -159,6 +160,16 @@ describe('round resolution', () => {
     expect(r.mismatches).toEqual([]);
     expect(r.round).toMatchObject({ grid: [1, 1, 1], precision: 'fp32' });
     expect(resolveValidatorRound(header, { block_hash: 'OTHER' }, 'bundle').mismatches).toEqual(['block_hash: bundle CAFE01, validator OTHER']);
+  });
+
+  it('the round /status shows (bundleRound, the header\'s own shape) reads back with no mismatch', () => {
+    const file = join(dir, 'status-round.json');
+    const shown = bundleRound(makeRound({ model: 'wan-tiny', blockHash: 'CAFE01', publicKey: '02beef' }), 5);
+    writeFileSync(file, JSON.stringify({ status: 'GENERATING', round: shown }));
+    const r = resolveValidatorRound(shown, readRoundFile(file), 'file');
+    expect(r.mismatches).toEqual([]);
+    expect(r.blockHeight).toBe(5);
+    expect(weightsMismatch(shown.weights_identity, 'random:CAFE01')).toBeNull();
   });
 
   it('round files: types checked, weights_identity informational, flags fill gaps', () => {

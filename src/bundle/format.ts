@@ -19,6 +19,9 @@ export const BUNDLE_VERSION = 1;
  */
 export const MAX_BUNDLE_LINE_BYTES = 64 * 2 ** 20;
 
+/** Artifacts (and dropped nonces) per batch record a writer puts on one line: about 22 MB at the largest k_dim. */
+export const MAX_BATCH_RECORD_ITEMS = 8192;
+
 export interface BundleRound {
   model: string;
   block_hash: string;

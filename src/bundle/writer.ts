@@ -3,7 +3,7 @@ import { closeSync, fsyncSync, ftruncateSync, openSync, rmSync, writeSync } from
 
 import { DiskFullError, isDiskFull } from '../disk-full.js';
 import { InputError } from '../errors.js';
-import { BUNDLE_FORMAT, BUNDLE_VERSION, type BundleEnd, type BundleNode, type BundleRound } from './format.js';
+import { BUNDLE_FORMAT, BUNDLE_VERSION, MAX_BATCH_RECORD_ITEMS, type BundleEnd, type BundleNode, type BundleRound } from './format.js';
 
 export class BundleWriter {
   private fd: number | null;
@@ -38,8 +38,10 @@ export class BundleWriter {
   }
 
   appendBatch(artifacts: [number, string][], dropped: number[]): void {
-    if (artifacts.length === 0 && dropped.length === 0) return;
-    this.append({ type: 'batch', seq: this.seq++, artifacts, dropped });
+    // A large batch goes out as several records, so no line passes the reader's MAX_BUNDLE_LINE_BYTES.
+    const n = MAX_BATCH_RECORD_ITEMS;
+    for (let i = 0; i < Math.max(artifacts.length, dropped.length); i += n)
+      this.append({ type: 'batch', seq: this.seq++, artifacts: artifacts.slice(i, i + n), dropped: dropped.slice(i, i + n) });
   }
 
   finish(end: Omit<BundleEnd, 'type'>): void {

@@ -9,6 +9,7 @@ import { Command } from 'commander';
 import { calibrate } from '../calibration/calibrate.js';
 import { distancePercentiles } from '../calibration/cheat-check.js';
 import { writeCalibration } from '../calibration/calibration-file.js';
+import { note } from './progress.js';
 import { calibrationMarkdown } from '../calibration/report.js';
 import { calibrationVariants } from '../calibration/variants.js';
 import { addon } from '../engine/native.js';
@@ -105,7 +106,7 @@ export function calibrateCommand(): Command {
       try {
         run = await calibrate({
           round, nonces, variants, threads: o.threads, batch: o.batch, nSamples: o.samples,
-          onVariant: (name, i, n) => process.stderr.write(`[${i + 1}/${n}] ${name}\n`),
+          onVariant: (name, i, n) => note(`[${i + 1}/${n}] ${name}`),
         });
       } finally {
         await closeWorkers();
@@ -146,7 +147,7 @@ export function calibrateCommand(): Command {
           },
           o.calibrationDir,
         );
-        process.stderr.write(`validation defaults written to ${relative(process.cwd(), p) || p}\n`);
+        note(`validation defaults written to ${relative(process.cwd(), p) || p}`);
       }
       if (o.json) process.stdout.write(JSON.stringify(result) + '\n');
       else console.log(`${round.model}: dist_threshold ${result.stat_test.dist_threshold.toPrecision(3)} (${result.stat_test.basis}); report in ${join(outDir, 'report.md')}`);

@@ -7,9 +7,6 @@ import { BundleWriter } from '../bundle/writer.js';
 import { closeWorkers, commitmentInWorker } from '../workers/pool.js';
 import { EXIT_INVALID } from './errors.js';
 
-// Artifacts per batch record in a repaired bundle (k_dim 1024: about 3 MB a line).
-const REPAIR_BATCH = 1024;
-
 interface InspectOptions {
   json: boolean;
   artifacts: boolean;
@@ -47,9 +44,8 @@ export function inspectCommand(): Command {
         else if (!repairable) problems.push('not repaired: the bundle has problems besides the missing end record');
         else {
           const w = BundleWriter.create(o.repair, header.round, header.node);
-          // Batches of bounded size keep every line of the repaired file under the reader's limit.
-          for (let i = 0; i < Math.max(artifacts.length, bundle.dropped.length); i += REPAIR_BATCH)
-            w.appendBatch(artifacts.slice(i, i + REPAIR_BATCH).map((a) => [a.nonce, a.vectorB64]), bundle.dropped.slice(i, i + REPAIR_BATCH));
+          // The writer splits this into records that stay under the reader's line limit.
+          w.appendBatch(artifacts.map((a) => [a.nonce, a.vectorB64]), bundle.dropped);
           w.finish({ count: commit!.count, root_hex: commit!.rootHex, dropped: bundle.dropped.length, elapsed_s: 0, nonces_per_second: 0, interrupted: true });
         }
       }

@@ -5,6 +5,8 @@ import { Command, CommanderError } from 'commander';
 import { artifactsCommand } from './artifacts-command.js';
 import { calibrateCommand } from './calibrate-command.js';
 import { InputError } from '../errors.js';
+import { packageVersion } from '../package-info.js';
+import { setQuiet } from './progress.js';
 import { EXIT_USAGE } from './errors.js';
 import { generateCommand } from './generate-command.js';
 import { inferCommand } from './infer-command.js';
@@ -15,8 +17,11 @@ import { serveCommand } from './serve-command.js';
 import { validateCommand } from './validate-command.js';
 import { verifyInferenceCommand } from './verify-inference-command.js';
 
-const program = new Command('dit-poc')
+const program: Command = new Command('dit-poc')
   .description('Proof-of-Compute engine for Wan2.2 video diffusion transformers (Gonka PoC)')
+  .version(packageVersion(), '-V, --version', 'print the version')
+  .option('-q, --quiet', 'no progress or notes on stderr (results and errors still print; serve logs warnings and errors only)')
+  .hook('preAction', (): void => setQuiet(program.opts().quiet === true))
   .exitOverride()
   .addCommand(generateCommand())
   .addCommand(validateCommand())
@@ -28,6 +33,13 @@ const program = new Command('dit-poc')
   .addCommand(verifyInferenceCommand())
   .addCommand(infoCommand())
   .addCommand(serveCommand());
+
+// Every command's usage errors end here (exit 2), not in commander's own exit(1).
+const withOverride = (c: Command): void => {
+  c.exitOverride();
+  c.commands.forEach(withOverride);
+};
+withOverride(program);
 
 try {
   await program.parseAsync(process.argv);

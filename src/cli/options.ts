@@ -29,6 +29,15 @@ export function positiveNumber(name: string) {
   };
 }
 
+/** A TCP port, 0 (any free port) to 65535. */
+export function portNumber(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!/^\d+$/.test(v.trim()) || !Number.isInteger(n) || n > 65535) throw new InputError(`${name} must be a port number from 0 to 65535, got '${v}'`);
+    return n;
+  };
+}
+
 /** "180s", "3m", "1h", "500ms" or plain seconds → milliseconds. */
 export function parseDuration(v: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(v);

@@ -7,19 +7,20 @@ import { Command, Option } from 'commander';
 import { pino, symbols as pinoSymbols } from 'pino';
 
 import { addon } from '../engine/native.js';
+import { isQuiet } from './progress.js';
 import { InputError } from '../errors.js';
 import { modelInfo } from '../round/params.js';
 import { parseDevices } from '../server/devices.js';
 import { checkNonceFlags } from '../server/params.js';
 import { registryIdOf, ServedNames } from '../server/model-names.js';
 import { startServer } from '../server/server.js';
-import { addRoundOptions, nonNegativeInt, positiveInt, positiveNumber, type RoundCliOptions } from './options.js';
+import { addRoundOptions, portNumber, nonNegativeInt, positiveInt, positiveNumber, type RoundCliOptions } from './options.js';
 
 interface ServeOptions extends Omit<RoundCliOptions, 'blockHash' | 'publicKey'> {
   threads?: number;
   host: string;
   port: number;
-  devices: string;
+  devices?: string;
   spoolDir: string;
   spoolMaxMb: number;
   maxCallbackArtifacts: number;
@@ -42,14 +43,31 @@ interface ServeOptions extends Omit<RoundCliOptions, 'blockHash' | 'publicKey'> 
 
 const opt = (flags: string, desc: string, env: string) => new Option(flags, desc).env(env);
 
+/** --devices, or the one device --backend / --device name (auto: the GPU when one answers, else the CPU). */
+function devicesOf(o: ServeOptions, cmd: Command): string {
+  const given = (name: string) => cmd.getOptionValueSource(name) === 'cli' || cmd.getOptionValueSource(name) === 'env';
+  if (o.devices !== undefined) {
+    if (given('backend') || given('device'))
+      throw new InputError(`give the devices once: --devices ${o.devices}, or --backend and --device, not both`);
+    return o.devices;
+  }
+  if (o.backend === 'cpu') {
+    if (given('device')) throw new InputError('--device picks a GPU; with --backend cpu leave it out (use --threads for the CPU)');
+    return 'cpu';
+  }
+  if (o.backend === 'cuda' || addon().buildInfo().backends.includes('cuda')) return String(o.device);
+  if (given('device')) throw new InputError(`--device ${o.device}: no CUDA device answers in this build (backends: ${addon().buildInfo().backends.join(', ')})`);
+  return 'cpu';
+}
+
 export function serveCommand(): Command {
   const cmd = new Command('serve').description('serve the Gonka PoC v2 ML-node API (init/generate, generate, status, stop) with durable callbacks');
   addRoundOptions(cmd, { requireKeys: false });
   return cmd
     .addOption(new Option('--served-model-name <names...>', 'names requests may use for the model, as vLLM\'s (the first is listed first by /v1/models); its Hugging Face ids are always accepted'))
     .addOption(opt('--host <addr>', 'address to bind', 'DITPOC_HOST').default('127.0.0.1'))
-    .addOption(opt('--port <N>', 'port (0 = any free port)', 'DITPOC_PORT').argParser(nonNegativeInt('--port')).default(8080))
-    .addOption(opt('--devices <list>', "device workers: 'cpu', 'cpu,cpu' or GPU ordinals '0,1'", 'DITPOC_DEVICES').default('cpu'))
+    .addOption(opt('--port <N>', 'port (0 = any free port)', 'DITPOC_PORT').argParser(portNumber('--port')).default(8080))
+    .addOption(opt('--devices <list>', "device workers: 'cpu', 'cpu,cpu' or GPU ordinals '0,1' (default: from --backend and --device)", 'DITPOC_DEVICES'))
     .addOption(opt('--spool-dir <DIR>', 'durable callback spool', 'DITPOC_SPOOL_DIR').default('dit-poc-spool'))
     .addOption(opt('--spool-max-mb <N>', 'generation pauses while the spool holds more', 'DITPOC_SPOOL_MAX_MB').argParser(positiveNumber('--spool-max-mb')).default(1024))
     .addOption(opt('--max-callback-artifacts <N>', 'artifacts per callback at most', 'DITPOC_MAX_CALLBACK_ARTIFACTS').argParser(positiveInt('--max-callback-artifacts')).default(10_000))
@@ -73,8 +91,10 @@ export function serveCommand(): Command {
       modelInfo(o.model);
       checkNonceFlags(o.model, { grid: o.grid, ctxLen: o.ctxLen, kDim: o.kDim, weightsSeed: o.weightsSeed, strongerRng: o.strongerRng, precision: o.precision });
       if (o.retryMax < o.retryInitial) throw new InputError('--retry-max must not be below --retry-initial');
-      const devices = parseDevices(o.devices, o.threads);
-      const logger = pino({ level: o.logLevel, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime });
+      const devices = parseDevices(devicesOf(o, cmd), o.threads);
+      // --quiet keeps warnings and errors, unless --log-level says otherwise.
+      const level = isQuiet() && cmd.getOptionValueSource('logLevel') === 'default' ? 'warn' : o.logLevel;
+      const logger = pino({ level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime });
       const server = await startServer({
         deployed: {
           model: o.model,
