@@ -4,7 +4,6 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { Command, Option } from 'commander';
-import cliProgress from 'cli-progress';
 
 import { addon, type ModelInfo, type NativeModel, type Precision } from '../engine/native.js';
 import { InputError } from '../errors.js';
@@ -19,7 +18,7 @@ import { runtimeInfo } from '../inference/runtime.js';
 import { samplingDefaults } from '../inference/schedule.js';
 import { forwardFlops } from '../pricing/flops.js';
 import { EXIT_INTERRUPTED } from './errors.js';
-import { interactive, interruptSignal } from './progress.js';
+import { bar, interruptSignal, note } from './progress.js';
 import { nonNegativeInt, positiveInt, positiveNumber } from './options.js';
 
 interface InferCliOptions {
@@ -165,10 +164,9 @@ async function run(o: InferCliOptions): Promise<void> {
     const start = resumeFrom
       ? decodeCheckpoint(resumeFrom.data, prepared.setup.latentShape, resumeFrom.step, resumeFrom.path)
       : { latent: initialNoise(req, prepared.setup, dir), solver: initialSolverState() };
-    const bar = interactive() && !o.json
-      ? new cliProgress.SingleBar({ format: 'step {value}/{total} | expert {expert} | {sps} s/step', stream: process.stderr, clearOnComplete: false }, cliProgress.Presets.shades_classic)
-      : null;
-    bar?.start(req.steps, start.solver.stepIndex, { expert: '-', sps: '-' });
+    // A bar at a terminal, plain lines otherwise, nothing with --quiet or --json.
+    const progress = o.json ? null : bar('step {bar} {value}/{total} | expert {expert} | {sps} s/step');
+    progress?.start(req.steps, start.solver.stepIndex, { expert: '-', sps: '-' });
     const stop = interruptSignal();
     let result;
     try {
@@ -179,11 +177,11 @@ async function run(o: InferCliOptions): Promise<void> {
         denoiser: nativeDenoiser(model, precision),
         start,
         signal: stop.signal,
-        onStep: (r) => bar?.update(r.step, { expert: cfg.experts[r.expert], sps: r.seconds.toFixed(3) }),
+        onStep: (r) => progress?.update(r.step, { expert: cfg.experts[r.expert], sps: r.seconds.toFixed(3), rate: (1 / r.seconds).toFixed(3) }),
       });
     } finally {
       stop.dispose();
-      bar?.stop();
+      progress?.stop();
     }
     const L = (prepared.setup.latentShape[1] / cfg.patch[0]) * (prepared.setup.latentShape[2] / cfg.patch[1]) * (prepared.setup.latentShape[3] / cfg.patch[2]);
     const perForward = forwardFlops(cfg, L, TEXT_LEN, 1).total;
@@ -210,7 +208,7 @@ async function run(o: InferCliOptions): Promise<void> {
     };
     if (o.json) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
     if (result.interrupted) {
-      process.stderr.write(`dit-poc: interrupted after step ${summary.steps_done} of ${req.steps}; ${summary.checkpoints} checkpoints in ${summary.manifest}; continue with \`dit-poc infer --out ${dir} --resume\`\n`);
+      note(`dit-poc: interrupted after step ${summary.steps_done} of ${req.steps}; ${summary.checkpoints} checkpoints in ${summary.manifest}; continue with \`dit-poc infer --out ${dir} --resume\``);
       process.exitCode = EXIT_INTERRUPTED;
     } else if (!o.json) {
       process.stdout.write(`${join(dir, 'latent.safetensors')} (${req.steps} steps, ${summary.checkpoints} checkpoints, ${summary.cost.s_per_step?.toFixed(3)} s/step)\n`);

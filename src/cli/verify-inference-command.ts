@@ -4,7 +4,7 @@
 import { Command, Option } from 'commander';
 
 import { inferenceThreshold } from '../calibration/inference-thresholds.js';
-import { addon, type Precision } from '../engine/native.js';
+import { addon, type NativeModel, type Precision } from '../engine/native.js';
 import { InputError } from '../errors.js';
 import { nativeDenoiser } from '../inference/denoiser.js';
 import { readManifest } from '../inference/manifest.js';
@@ -30,7 +30,8 @@ async function run(dir: string, o: VerifyCliOptions): Promise<void> {
   const cfg = all.find((m) => m.id === manifest.request.model);
   if (!cfg) throw new InputError(`unknown model '${manifest.request.model}' in the manifest`);
   const w = manifest.weights;
-  let model: Awaited<ReturnType<ReturnType<typeof addon>['loadModel']>> | null = null;
+  // Opened only if segments are replayed; the closure below fills it.
+  const opened: { model?: NativeModel } = {};
   try {
     const report = await verifyGeneration({
       dir,
@@ -43,10 +44,11 @@ async function run(dir: string, o: VerifyCliOptions): Promise<void> {
       denoiser: async () => {
         const weights = w.source === 'random' ? 'random' : (o.weights ?? w.path!);
         try {
-          model = await addon().loadModel({ model: cfg.id, weights, weightsSeed: w.seed, threads: o.threads, backend: o.backend, device: o.device });
+          opened.model = await addon().loadModel({ model: cfg.id, weights, weightsSeed: w.seed, threads: o.threads, backend: o.backend, device: o.device });
         } catch (e) {
           throw new InputError(`cannot load the model (weights '${weights}'): ${(e as Error).message}`);
         }
+        const model = opened.model;
         if (model.identity !== w.identity) throw new InputError(`the weights loaded (${model.identity}) are not the manifest's (${w.identity})`);
         return nativeDenoiser(model, o.precision);
       },
@@ -61,7 +63,7 @@ async function run(dir: string, o: VerifyCliOptions): Promise<void> {
     }
     process.exitCode = verdictExitCode(report.verdict);
   } finally {
-    (model as { dispose(): void } | null)?.dispose();
+    opened.model?.dispose();
   }
 }
 

@@ -14,7 +14,7 @@ import type { LatentShape } from './conditioning.js';
 import type { Denoiser } from './denoiser.js';
 import { initialNoise, prepareGeneration } from './generation-setup.js';
 import { runLoop, type LoopState } from './loop.js';
-import { readManifest, sha256Hex, type FileRef, type Manifest } from './manifest.js';
+import { readManifest, sha256Hex, type FileRef } from './manifest.js';
 import { parseSafetensors } from './safetensors.js';
 
 export type Verdict = 'match' | 'mismatch' | 'invalid' | 'delegate';
@@ -201,4 +201,3 @@ export function verdictExitCode(v: Verdict): number {
   return v === 'match' ? 0 : v === 'delegate' ? 3 : 1;
 }
 
-export type { Manifest };
