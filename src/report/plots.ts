@@ -17,7 +17,13 @@ let libs: Promise<{ Chart: ChartCtor; canvas: CanvasModule }> | undefined;
 
 async function loadLibs(): Promise<{ Chart: ChartCtor; canvas: CanvasModule }> {
   libs ??= (async () => {
-    const [chartjs, canvas] = await Promise.all([import('chart.js'), import('@napi-rs/canvas')]);
+    // Optional dependencies: a consumer that never plots may install without them (--omit=optional).
+    const [chartjs, canvas] = await Promise.all([import('chart.js'), import('@napi-rs/canvas')]).catch((e: unknown) => {
+      throw new InputError(
+        `plots need the optional packages chart.js and @napi-rs/canvas, which are not installed (${(e as Error).message.split('\n')[0]}); ` +
+          'install them with `npm install chart.js@4.6.1 @napi-rs/canvas@1.1.1`, or run without plots',
+      );
+    });
     chartjs.Chart.register(...chartjs.registerables);
     if (canvas.GlobalFonts.families.length === 0) {
       for (const dir of ['/usr/share/fonts', '/usr/local/share/fonts', '/System/Library/Fonts', 'C:\\Windows\\Fonts']) {
