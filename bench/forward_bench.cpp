@@ -25,6 +25,7 @@
 #include "cpu/cpu_isa.h"
 #include "cpu/gemm.h"
 #include "flops.h"
+#include "host_memory.h"
 #include "model_config.h"
 #include "seeding.h"
 #include "weights.h"
@@ -90,7 +91,9 @@ struct Options {
 
 }  // namespace
 
-int forward_main(int argc, char** argv) {
+namespace {
+
+int forward_bench(int argc, char** argv) {
   Options o;
   for (int i = 0; i < argc; ++i) {
     const std::string a = argv[i];
@@ -119,6 +122,9 @@ int forward_main(int argc, char** argv) {
   for (size_t mi = 0; mi < o.models.size(); ++mi) {
     const ditpoc::ModelConfig& cfg = ditpoc::find_model(o.models[mi]);
     const int ctx = o.ctx_len > 0 ? o.ctx_len : (cfg.id == "wan-tiny" ? 16 : 512);
+    // The bf16 weights and the backend's packed copy, refused together before either is made.
+    ditpoc::require_host_memory(ditpoc::params_per_expert(cfg) * cfg.num_experts() * 4,
+                                "the bench's weights of " + cfg.id + " and their packed copy");
     ditpoc::ThreadPool pool(threads);
     auto t0 = Clock::now();
     auto weights = std::make_shared<ditpoc::ModelWeights>(ditpoc::random_weights(cfg, "bench", pool));
@@ -210,4 +216,18 @@ int forward_main(int argc, char** argv) {
   }
   if (o.json) std::printf("]}\n");
   return 0;
+}
+
+}  // namespace
+
+// Errors (unknown model, too little memory for it, ...) end the bench with a message and exit
+// code 3, never an abort.
+int forward_main(int argc, char** argv) {
+  try {
+    return forward_bench(argc, argv);
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "forward: %s\n", e.what());
+    return 3;
+  }
 }

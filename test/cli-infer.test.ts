@@ -62,6 +62,8 @@ describe('dit-poc infer: bad input', () => {
     await expectUsageError([...BASE.slice(0, -6), '--frames', '6', '--threads', '1', '--backend', 'cpu', '--out', out], /frames must be 4·k \+ 1/, out);
     const wide = BASE.map((a, i) => (BASE[i - 1] === '--width' ? '40' : a));
     await expectUsageError([...wide, '--out', out], /width must be divisible by 16/, out);
+    const oneExpert = BASE.map((a, i) => (BASE[i - 1] === '--model' ? 'wan2.1-t2v-1.3b' : a));
+    await expectUsageError([...oneExpert, '--guide', '3,4', '--out', out], /single-expert model takes one guide scale/, out);
     expect(existsSync(out)).toBe(false);
   });
 

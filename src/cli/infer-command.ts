@@ -15,7 +15,7 @@ import { initialNoise, prepareGeneration } from '../inference/generation-setup.j
 import { initialSolverState } from '../inference/scheduler.js';
 import { MANIFEST_FILE, readManifest, sha256Hex, type CheckpointRef, type InferenceRequest, type Manifest } from '../inference/manifest.js';
 import { runtimeInfo } from '../inference/runtime.js';
-import { samplingDefaults } from '../inference/schedule.js';
+import { flowUniPCSchedule, planSteps, samplingDefaults } from '../inference/schedule.js';
 import { forwardFlops } from '../pricing/flops.js';
 import { EXIT_INTERRUPTED } from './errors.js';
 import { bar, interruptSignal, note } from './progress.js';
@@ -86,6 +86,11 @@ function freshRequest(o: InferCliOptions, cfg: ModelInfo): InferenceRequest {
   const shape = latentShape(cfg, o.width!, o.height!, o.frames!);
   const boundary = o.boundary ?? d.boundary;
   if (boundary !== null && cfg.experts.length !== 2) throw new InputError(`--boundary needs a model with two experts (${cfg.id} has ${cfg.experts.length})`);
+  const steps = o.steps ?? d.steps;
+  const shift = o.shift ?? d.shift;
+  const guide = o.guide ?? d.guide;
+  planSteps(flowUniPCSchedule(steps, shift).timesteps, guide, boundary, cfg.experts.length); // checks steps, shift, guide
+  if (o.context === undefined && o.promptTokens > TEXT_LEN) throw new InputError(`--prompt-tokens must be at most ${TEXT_LEN}, got ${o.promptTokens}`);
   if (o.context !== undefined) readContextFile(o.context, cfg.textDim);
   if (o.noise !== 'spec') readNoiseFile(o.noise, shape);
   return {
@@ -93,9 +98,9 @@ function freshRequest(o: InferCliOptions, cfg: ModelInfo): InferenceRequest {
     width: o.width!,
     height: o.height!,
     frames: o.frames!,
-    steps: o.steps ?? d.steps,
-    shift: o.shift ?? d.shift,
-    guide: o.guide ?? d.guide,
+    steps,
+    shift,
+    guide,
     boundary,
     seed: o.seed!,
     noise: o.noise === 'spec' ? { source: 'spec' } : { source: 'file', file: 'noise.safetensors', sha256: sha256Hex(readFileSync(o.noise)) },
