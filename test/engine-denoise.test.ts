@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { addon, type NativeDenoiseRequest, type NativeModel } from '../src/engine/native.js';
 import { normal } from '../src/seeds/rng.js';
-import { bitsEqual, loadTiny, relL2 } from './helpers/native-model.js';
+import { bitsEqual, cachedWeights, loadTiny, refConfigOf, relL2 } from './helpers/native-model.js';
 import { referenceDenoise, type RefConfig } from './reference/forward64.js';
 
 // A non-square latent grid (F, H, W all different) so a transposed unpatchify cannot pass.
@@ -15,28 +15,17 @@ const OUT_PER = 16 * 3 * 4 * 6;
 
 let model: NativeModel;
 let cfg: RefConfig;
-const weightCache = new Map<string, Float32Array>();
+let weights: (expert: number, key: string) => Float32Array;
 const latent = normal(101, SHAPE[0] * SHAPE[1] * SHAPE[2] * SHAPE[3]);
 const ctxA = normal(202, CTX * 4096);
 const ctxB = normal(303, CTX * 4096);
 
 beforeAll(async () => {
   model = await loadTiny(2);
-  const c = model.config;
-  cfg = {
-    dim: c.dim, ffnDim: c.ffnDim, numHeads: c.numHeads, numLayers: c.numLayers, inChannels: c.inChannels,
-    outChannels: c.outChannels, headDim: c.headDim, textDim: c.textDim, freqDim: c.freqDim, eps: c.eps,
-    patch: c.patch,
-  };
+  cfg = refConfigOf(model);
+  weights = cachedWeights(model);
 });
 afterAll(() => model.dispose());
-
-function weights(expert: number, key: string): Float32Array {
-  const k = `${expert}/${key}`;
-  let w = weightCache.get(k);
-  if (!w) weightCache.set(k, (w = model.tensor(expert, key)));
-  return w;
-}
 
 function request(over: Partial<NativeDenoiseRequest> = {}): NativeDenoiseRequest {
   return { latentShape: SHAPE, latent, timestep: 731, expert: 0, ctxLen: CTX, contexts: [ctxA, ctxB], ...over };

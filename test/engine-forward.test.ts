@@ -5,30 +5,19 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { computeArtifact } from '../src/artifact/artifact.js';
 import type { NativeModel } from '../src/engine/native.js';
 import { normal, unit } from '../src/seeds/rng.js';
-import { BLOCK_HASH, PUBLIC_KEY, TINY_CTX, TINY_GRID, bitsEqual, loadTiny, relL2, tinyRequest } from './helpers/native-model.js';
+import { BLOCK_HASH, PUBLIC_KEY, TINY_CTX, TINY_GRID, bitsEqual, cachedWeights, loadTiny, refConfigOf, relL2, tinyRequest } from './helpers/native-model.js';
 import { referenceForward, type RefConfig } from './reference/forward64.js';
 
 let model: NativeModel;
 let cfg: RefConfig;
-const weightCache = new Map<string, Float32Array>();
+let weights: (expert: number, key: string) => Float32Array;
 
 beforeAll(async () => {
   model = await loadTiny(2);
-  const c = model.config;
-  cfg = {
-    dim: c.dim, ffnDim: c.ffnDim, numHeads: c.numHeads, numLayers: c.numLayers, inChannels: c.inChannels,
-    outChannels: c.outChannels, headDim: c.headDim, textDim: c.textDim, freqDim: c.freqDim, eps: c.eps,
-    patch: c.patch,
-  };
+  cfg = refConfigOf(model);
+  weights = cachedWeights(model);
 });
 afterAll(() => model.dispose());
-
-function weights(expert: number, key: string): Float32Array {
-  const k = `${expert}/${key}`;
-  let w = weightCache.get(k);
-  if (!w) weightCache.set(k, (w = model.tensor(expert, key)));
-  return w;
-}
 
 // The reference gets the inputs the engine draws from the same seeds, computed in TS.
 function reference(nonce: number, roundBf16: boolean): Float64Array {

@@ -8,8 +8,8 @@ import { initialNoise, prepareGeneration } from '../src/inference/generation-set
 import { runLoop } from '../src/inference/loop.js';
 import type { InferenceRequest } from '../src/inference/manifest.js';
 import { initialSolverState } from '../src/inference/scheduler.js';
-import { loadTiny, relL2 } from './helpers/native-model.js';
-import { referenceDenoise, type RefConfig } from './reference/forward64.js';
+import { cachedWeights, loadTiny, refConfigOf, relL2 } from './helpers/native-model.js';
+import { referenceDenoise } from './reference/forward64.js';
 import { pipeline64 } from './reference/pipeline64.js';
 
 const REQUEST: InferenceRequest = {
@@ -35,16 +35,8 @@ describe('generation loop vs the float64 reference pipeline', () => {
     const bf16 = await engine('bf16');
     const fp32 = await engine('fp32');
 
-    const cfg: RefConfig = {
-      dim: c.dim, ffnDim: c.ffnDim, numHeads: c.numHeads, numLayers: c.numLayers, inChannels: c.inChannels,
-      outChannels: c.outChannels, headDim: c.headDim, textDim: c.textDim, freqDim: c.freqDim, eps: c.eps, patch: c.patch,
-    };
-    const cache = new Map<string, Float32Array>();
-    const weights = (e: number, key: string) => {
-      const k = `${e}/${key}`;
-      if (!cache.has(k)) cache.set(k, model.tensor(e, key));
-      return cache.get(k)!;
-    };
+    const cfg = refConfigOf(model);
+    const weights = cachedWeights(model);
     const ref = await pipeline64(REQUEST, noise, (x, t, expert, which) =>
       referenceDenoise(cfg, weights, {
         latentShape: prepared.setup.latentShape, latent: Float32Array.from(x), timestep: t, expert, ctxLen: 512,

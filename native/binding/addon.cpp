@@ -358,6 +358,26 @@ const float* borrow_f32(ForwardWorker* w, const Napi::Value& v, size_t expected,
   return a.Data();
 }
 
+// The worker writes into info[1] when the caller gives a Float32Array of out_size elements, else
+// into a new one (checked against host memory first); the worker keeps it alive until it settles.
+void attach_output(ForwardWorker* w, const Napi::CallbackInfo& info, size_t out_size, const std::string& what) {
+  auto env = info.Env();
+  Napi::Float32Array out;
+  if (info.Length() > 1 && !info[1].IsUndefined()) {
+    if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+      throw Napi::TypeError::New(env, what + ": out must be a Float32Array");
+    out = info[1].As<Napi::Float32Array>();
+    if (out.ElementLength() != out_size)
+      throw Napi::RangeError::New(env, what + ": out has " + std::to_string(out.ElementLength()) +
+                                           " elements, expected " + std::to_string(out_size));
+  } else {
+    require_host_memory(static_cast<int64_t>(out_size * sizeof(float)), what + ": the output");
+    out = Napi::Float32Array::New(env, out_size);
+  }
+  w->out = out.Data();
+  w->output = Napi::Persistent(out.As<Napi::Object>());
+}
+
 // forward({grid:[F,H,W], ctxLen, precision?: "bf16"|"fp32", householderSeeds: Uint32Array,
 //          nonces: [{latentSeed, latentWords?: Uint32Array(8), contextSeed, latent?, context?,
 //                    timestep, experts: Uint8Array}]}, out?: Float32Array) → Promise<Float32Array>
@@ -428,20 +448,7 @@ Napi::Value Model::Forward(const Napi::CallbackInfo& info) {
       req.skip_layers.assign(sa.Data(), sa.Data() + sa.ElementLength());
     }
     validate_request(cfg, req);
-    const size_t out_size = req.nonces.size() * static_cast<size_t>(be->output_size(req.grid));
-    Napi::Float32Array out;
-    if (info.Length() > 1 && !info[1].IsUndefined()) {
-      if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-        throw Napi::TypeError::New(env, "forward: out must be a Float32Array");
-      out = info[1].As<Napi::Float32Array>();
-      if (out.ElementLength() != out_size)
-        throw Napi::RangeError::New(env, "forward: out has " + std::to_string(out.ElementLength()) +
-                                             " elements, expected " + std::to_string(out_size));
-    } else {
-      out = Napi::Float32Array::New(env, out_size);
-    }
-    w->out = out.Data();
-    w->output = Napi::Persistent(out.As<Napi::Object>());
+    attach_output(w, info, req.nonces.size() * static_cast<size_t>(be->output_size(req.grid)), "forward");
   } catch (const Napi::Error&) {
     delete w;
     throw;
@@ -494,21 +501,7 @@ Napi::Value Model::Denoise(const Napi::CallbackInfo& info) {
     for (uint32_t i = 0; i < ca.Length(); ++i)
       req.contexts.push_back(borrow_f32(w, ca.Get(i), context_size, "denoise: contexts[" + std::to_string(i) + "]"));
     validate_denoise_request(cfg, req);
-    const size_t out_size = req.contexts.size() * static_cast<size_t>(be->denoise_output_size(req));
-    Napi::Float32Array out;
-    if (info.Length() > 1 && !info[1].IsUndefined()) {
-      if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-        throw Napi::TypeError::New(env, "denoise: out must be a Float32Array");
-      out = info[1].As<Napi::Float32Array>();
-      if (out.ElementLength() != out_size)
-        throw Napi::RangeError::New(env, "denoise: out has " + std::to_string(out.ElementLength()) +
-                                             " elements, expected " + std::to_string(out_size));
-    } else {
-      require_host_memory(static_cast<int64_t>(out_size * sizeof(float)), "denoise: the output");
-      out = Napi::Float32Array::New(env, out_size);
-    }
-    w->out = out.Data();
-    w->output = Napi::Persistent(out.As<Napi::Object>());
+    attach_output(w, info, req.contexts.size() * static_cast<size_t>(be->denoise_output_size(req)), "denoise");
   } catch (const Napi::Error&) {
     delete w;
     throw;
