@@ -22,18 +22,18 @@ const node: BundleNode = { node_id: 0, node_count: 1, group_id: 0, n_groups: 1 }
 const vec = (i: number) => Buffer.alloc(24, i % 251).toString('base64');
 
 /** A closed bundle with a correct commitment over `nonces`, `dropped` listed in the first batch. */
-function synthetic(name: string, o: { round?: BundleRound; node?: BundleNode; nonces?: number[]; dropped?: number[]; closed?: boolean } = {}): string {
+async function synthetic(name: string, o: { round?: BundleRound; node?: BundleNode; nonces?: number[]; dropped?: number[]; closed?: boolean } = {}): Promise<string> {
   const p = join(dir, name);
   const nonces = o.nonces ?? [0, 1, 2, 3, 4, 5];
   const w = BundleWriter.create(p, o.round ?? round, o.node ?? node, { overwrite: true });
   for (let i = 0; i < nonces.length; i += 4) w.appendBatch(nonces.slice(i, i + 4).map((n) => [n, vec(n)]), i === 0 ? (o.dropped ?? []) : []);
   if (o.closed === false) {
-    w.close();
+    await w.close();
     return p;
   }
   const t = new SmstBuilder();
   for (const n of new Set(nonces)) t.add(n, Buffer.from(vec(n), 'base64'));
-  w.finish({ count: t.count, root_hex: t.rootHex(), dropped: (o.dropped ?? []).length, elapsed_s: 1, nonces_per_second: 6, interrupted: false });
+  await w.finish({ count: t.count, root_hex: t.rootHex(), dropped: (o.dropped ?? []).length, elapsed_s: 1, nonces_per_second: 6, interrupted: false });
   return p;
 }
 
@@ -47,7 +47,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 describe('line length cap', () => {
   it('a line over the cap is refused with a clear error, streaming (never read whole)', async () => {
     const p = join(dir, 'long.ndjson');
-    const head = readFileSync(synthetic('base.ndjson'), 'utf8').split('\n')[0] + '\n';
+    const head = readFileSync(await synthetic('base.ndjson'), 'utf8').split('\n')[0] + '\n';
     const fd = openSync(p, 'w');
     writeSync(fd, head);
     const block = Buffer.alloc(1 << 20, 'x');
@@ -64,7 +64,7 @@ describe('line length cap', () => {
   });
 
   it('the bound is exact, and lines split across read chunks and \\r\\n endings still parse', async () => {
-    const p = synthetic('exact.ndjson');
+    const p = await synthetic('exact.ndjson');
     const lines = readFileSync(p, 'utf8').split('\n').filter(Boolean);
     const longest = Math.max(...lines.map((l) => Buffer.byteLength(l)));
     await expect(readBundle(p, { maxLineBytes: longest })).resolves.toMatchObject({ artifacts: expect.any(Array) });
@@ -79,7 +79,7 @@ describe('line length cap', () => {
     const w = BundleWriter.create(p, round, node, { overwrite: true });
     const n = MAX_BATCH_RECORD_ITEMS * 2 + 5;
     w.appendBatch(Array.from({ length: n }, (_, i) => [i, vec(i)]), [n + 1]);
-    w.close();
+    await w.close();
     const batches = readFileSync(p, 'utf8').trim().split('\n').slice(1).map((l) => JSON.parse(l));
     expect(batches.map((b) => [b.seq, b.artifacts.length, b.dropped.length])).toEqual([[0, MAX_BATCH_RECORD_ITEMS, 1], [1, MAX_BATCH_RECORD_ITEMS, 0], [2, 5, 0]]);
     // A line of MAX_BATCH_RECORD_ITEMS artifacts at the largest k_dim (1024: 2048 bytes each) fits the cap.
@@ -113,14 +113,14 @@ describe('the header rule: inspect never calls an invalid bundle intact', () => 
   ];
   for (const [name, o, problem] of cases) {
     it(name, async () => {
-      const b = await readBundle(synthetic(`rule-${name.replace(/\W+/g, '_')}.ndjson`, o), { allowBadHeader: true });
+      const b = await readBundle(await synthetic(`rule-${name.replace(/\W+/g, '_')}.ndjson`, o), { allowBadHeader: true });
       expect(b.problems.join('\n')).toMatch(problem);
     });
   }
 
   it('inspect reports them (the cases of the issue: node_count 0, model "nope", a nonce committed and dropped)', async () => {
     for (const [name, o, problem] of cases.filter(([n]) => ['node_count 0', 'unknown model', 'a nonce both committed and dropped'].includes(n))) {
-      const r = await runCli(['inspect', synthetic(`cli-${name.replace(/\W+/g, '_')}.ndjson`, o), '--json']);
+      const r = await runCli(['inspect', await synthetic(`cli-${name.replace(/\W+/g, '_')}.ndjson`, o), '--json']);
       expect(r.code, r.stderr).toBe(1);
       const s = JSON.parse(r.stdout);
       expect(s.intact).toBe(false);
@@ -129,24 +129,24 @@ describe('the header rule: inspect never calls an invalid bundle intact', () => 
   });
 
   it('a bad header refuses validation (usage error, no stack); inspect --repair refuses to copy it', async () => {
-    const p = synthetic('bad-node.ndjson', { node: { ...node, node_count: 0 } });
+    const p = await synthetic('bad-node.ndjson', { node: { ...node, node_count: 0 } });
     await expect(readBundle(p)).rejects.toThrow(/bad header: node: node_count must be/);
     const v = await runCli(['validate', p]);
     expect(v.code).toBe(2);
     expect(v.stderr).toMatch(/bad header: node: node_count must be/);
     noStack(v.stderr);
-    const open = synthetic('bad-open.ndjson', { round: { ...round, model: 'nope' }, closed: false });
+    const open = await synthetic('bad-open.ndjson', { round: { ...round, model: 'nope' }, closed: false });
     const r = await runCli(['inspect', open, '--repair', join(dir, 'never.ndjson'), '--json']);
     expect(r.code).toBe(1);
     expect(JSON.parse(r.stdout).problems).toContain('not repaired: the bundle has problems besides the missing end record');
   });
 
   it('an end record whose dropped count disagrees, and a valid bundle for contrast', async () => {
-    const p = synthetic('end-dropped.ndjson', { dropped: [7] });
+    const p = await synthetic('end-dropped.ndjson', { dropped: [7] });
     const lines = readFileSync(p, 'utf8').trim().split('\n');
     writeFileSync(p, [...lines.slice(0, -1), lines.at(-1)!.replace('"dropped":1', '"dropped":4')].join('\n') + '\n');
     expect((await readBundle(p)).problems).toEqual(['end record claims 4 dropped nonces, the bundle lists 1']);
-    const ok = synthetic('ok.ndjson', { dropped: [7] });
+    const ok = await synthetic('ok.ndjson', { dropped: [7] });
     expect((await readBundle(ok)).problems).toEqual([]);
     expect(headerProblems((await readBundle(ok)).header)).toEqual([]);
     expect(JSON.parse((await runCli(['inspect', ok, '--json'])).stdout)).toMatchObject({ intact: true, problems: [] });
@@ -162,7 +162,7 @@ describe('the header rule: inspect never calls an invalid bundle intact', () => 
 
 describe('reader fuzz: truncations and byte flips', () => {
   it('every mutation reads or fails with an InputError (400 mutations in process)', async () => {
-    const base = readFileSync(synthetic('fuzz-base.ndjson', { nonces: Array.from({ length: 10 }, (_, i) => 2 * i), dropped: [1] }));
+    const base = readFileSync(await synthetic('fuzz-base.ndjson', { nonces: Array.from({ length: 10 }, (_, i) => 2 * i), dropped: [1] }));
     const rng = seedrandom('bundle-reader-fuzz');
     const int = (n: number) => Math.floor(rng() * n);
     const p = join(dir, 'fuzz.ndjson');
@@ -197,7 +197,7 @@ describe('reader fuzz: truncations and byte flips', () => {
   });
 
   it('inspect and validate on mutated bundles exit 0, 1 or 2 with no stack (8 runs)', async () => {
-    const base = readFileSync(synthetic('fuzz-cli.ndjson'));
+    const base = readFileSync(await synthetic('fuzz-cli.ndjson'));
     const rng = seedrandom('bundle-cli-fuzz');
     for (let i = 0; i < 4; i++) {
       const m = Buffer.from(i % 2 ? base.subarray(0, Math.floor(rng() * base.length)) : base);

@@ -29,7 +29,7 @@ describe('bundle writer and reader', () => {
     const w = BundleWriter.create(p, round, node);
     w.appendBatch([[0, vec(0)], [1, vec(1)]], [2]);
     w.appendBatch([[3, vec(3)]], []);
-    w.finish({ count: 3, root_hex: 'a'.repeat(64), dropped: 1, elapsed_s: 1, nonces_per_second: 4, interrupted: false });
+    await w.finish({ count: 3, root_hex: 'a'.repeat(64), dropped: 1, elapsed_s: 1, nonces_per_second: 4, interrupted: false });
     const b = await readBundle(p);
     expect(b.header.round).toEqual(round);
     expect(b.artifacts.map((a) => a.nonce)).toEqual([0, 1, 3]);
@@ -43,7 +43,7 @@ describe('bundle writer and reader', () => {
     const w = BundleWriter.create(p, round, node);
     w.appendBatch([[0, vec(0)]], []);
     w.appendBatch([[1, vec(1)]], []);
-    w.finish({ count: 2, root_hex: 'b'.repeat(64), dropped: 0, elapsed_s: 1, nonces_per_second: 2, interrupted: false });
+    await w.finish({ count: 2, root_hex: 'b'.repeat(64), dropped: 0, elapsed_s: 1, nonces_per_second: 2, interrupted: false });
     const lines = readFileSync(p, 'utf8').trim().split('\n');
     const variant = async (name: string, text: string) => {
       writeFileSync(join(dir, name), text);

@@ -1,7 +1,7 @@
 // The proof bundle: a sprint's artifacts and commitment in one streamable file.
 //
-// Newline-delimited JSON, one record per line, appended (and fsync'ed) batch by batch while a
-// sprint runs, so a crash loses at most the batch being written:
+// Newline-delimited JSON, one record per line, appended batch by batch while a sprint runs and
+// fsync'ed at least every 0.5 s (src/bundle/writer.ts), so a crash loses at most the last ~0.5 s:
 //   {"type":"header","format":"dit-poc-bundle","version":1, round, node, created}
 //   {"type":"batch","seq":0,"artifacts":[[nonce,"vector_b64"],…],"dropped":[nonce,…]}   (repeated)
 //   {"type":"end","count":N,"root_hex":"…","dropped":D,"elapsed_s":…,"nonces_per_second":…,"interrupted":false}

@@ -46,7 +46,7 @@ export function inspectCommand(): Command {
           const w = BundleWriter.create(o.repair, header.round, header.node);
           // The writer splits this into records that stay under the reader's line limit.
           w.appendBatch(artifacts.map((a) => [a.nonce, a.vectorB64]), bundle.dropped);
-          w.finish({ count: commit!.count, root_hex: commit!.rootHex, dropped: bundle.dropped.length, elapsed_s: 0, nonces_per_second: 0, interrupted: true });
+          await w.finish({ count: commit!.count, root_hex: commit!.rootHex, dropped: bundle.dropped.length, elapsed_s: 0, nonces_per_second: 0, interrupted: true });
         }
       }
 

@@ -8,7 +8,7 @@ import { NonceRunner } from '../engine/nonce-runner.js';
 import type { Deviations } from '../engine/deviations.js';
 import type { NodeAssignment } from '../protocol/nonce-assignment.js';
 import type { RoundParams } from '../round/params.js';
-import { commitmentInWorker } from '../workers/pool.js';
+import { commitmentInWorker, sizeWorkersBesideEngine } from '../workers/pool.js';
 import { runSprint, type SprintProgress, type SprintResult } from './sprint-runner.js';
 
 export interface GenerateBundleOptions {
@@ -46,6 +46,7 @@ export async function generateBundle(o: GenerateBundleOptions): Promise<Generate
     { overwrite: o.overwrite },
   );
   try {
+    await sizeWorkersBesideEngine(o.model.threads);
     const sprint = await runSprint(new NonceRunner(o.model, round, o.deviations), {
       batchSize: o.batchSize,
       nonces: o.nonces,
@@ -56,7 +57,7 @@ export async function generateBundle(o: GenerateBundleOptions): Promise<Generate
       onProgress: o.onProgress,
     });
     const commit = await commitmentInWorker({ nonces: sprint.artifacts.map((a) => a[0]), vectorsB64: sprint.artifacts.map((a) => a[1]) });
-    writer.finish({
+    await writer.finish({
       count: commit.count, root_hex: commit.rootHex, dropped: sprint.dropped.length,
       elapsed_s: sprint.elapsedS, nonces_per_second: sprint.noncesPerSecond, interrupted: sprint.stoppedBy === 'signal',
     });
@@ -65,6 +66,6 @@ export async function generateBundle(o: GenerateBundleOptions): Promise<Generate
       dropped: sprint.dropped.length, elapsed_s: sprint.elapsedS, stopped_by: sprint.stoppedBy,
     };
   } finally {
-    writer.close();
+    await writer.close(); // fsyncs what was written, on an error too
   }
 }
