@@ -120,6 +120,9 @@ describe('spool on a full disk (injected ENOSPC)', () => {
 function fakeModel(): NativeModel {
   return {
     config: modelInfo('wan-tiny'), identity: 'random:AB' /* the round's weights: the bundle header rule checks it */, backend: 'cpu', threads: 1, disposed: false,
+    async denoise() {
+      throw new Error('denoise is not used by this test');
+    },
     async forward(req) {
       return Float32Array.from({ length: req.nonces.length * 64 }, (_, i) => Math.cos(i) + 2);
     },

@@ -28,6 +28,9 @@ function fakeModel(fail: (req: NativeForwardRequest) => Error | null, delayMs = 
   const batches: number[][] = [];
   return {
     config: info, identity: 'fake', backend: 'cpu', threads: 1, disposed: false, batches,
+    async denoise() {
+      throw new Error('denoise is not used by this test');
+    },
     async forward(req) {
       await new Promise((r) => setTimeout(r, delayMs));
       const err = fail(req);
@@ -104,7 +107,7 @@ function service(model: NativeModel): { svc: PocService; metrics: ServerMetrics 
   const device = fakeDevice(model);
   const metrics = new ServerMetrics({ spoolDepth: () => fakeSpool.depth, jobQueue: () => ({ jobs: 0, nonces: 0 }), generating: () => false, devices: [device], model: 'wan-tiny' });
   const svc = new PocService({
-    deployed: { model: 'wan-tiny', names: new ServedNames('wan-tiny', []), weights: 'random', strongerRng: false, precision: 'bf16' },
+    deployed: { model: 'wan-tiny', names: new ServedNames('wan-tiny', []), weights: 'random' },
     devices: [device], spool: fakeSpool, metrics, log: pino({ level: 'silent' }), defaultBatchSize: 2,
     jobs: { maxQueuedNonces: 1000, resultTtlMs: 1000, maxStoredArtifacts: 1000, maxJobs: 10 },
     memoryBudgetBytes: 2 ** 30,

@@ -64,7 +64,7 @@ describe('FlowUniPCScheduler', () => {
   it('follows the official float32 scheduler step by step', () => {
     for (const c of golden.cases) {
       const sched = new FlowUniPCScheduler(flowUniPCSchedule(c.steps, c.shift).sigmas);
-      let sample = Float32Array.from(c.initial_sample);
+      let sample: Float32Array = Float32Array.from(c.initial_sample);
       let worst = 0;
       for (let i = 0; i < c.steps; i++) {
         // Feed the official run's own sample each step so the comparison is per step.
@@ -80,7 +80,7 @@ describe('FlowUniPCScheduler', () => {
   it('matches the official final sample when run on its own trajectory', () => {
     for (const c of golden.cases) {
       const sched = new FlowUniPCScheduler(flowUniPCSchedule(c.steps, c.shift).sigmas);
-      let sample = Float32Array.from(c.initial_sample);
+      let sample: Float32Array = Float32Array.from(c.initial_sample);
       for (let i = 0; i < c.steps; i++) sample = sched.step(Float32Array.from(c.model_outputs[i]), sample);
       expect(maxRelErr(sample, c.samples[c.steps - 1])).toBeLessThan(1e-5);
     }
@@ -102,7 +102,7 @@ describe('FlowUniPCScheduler', () => {
   it('ends at the last x0 prediction (final sigma 0) and refuses a step past the end', () => {
     const { sigmas } = flowUniPCSchedule(3, 5);
     const sched = new FlowUniPCScheduler(sigmas);
-    let x = Float32Array.from([0.5, -1.25, 2, 0.125]);
+    let x: Float32Array = Float32Array.from([0.5, -1.25, 2, 0.125]);
     const v = Float32Array.from([0.3, -0.7, 0.9, 1.1]);
     for (let i = 0; i < 3; i++) x = sched.step(v, x);
     expect(Array.from(x)).toEqual(Array.from(sched.state.modelOutputs[1]!));
@@ -114,7 +114,7 @@ describe('FlowUniPCScheduler', () => {
     const { sigmas } = flowUniPCSchedule(c.steps, c.shift);
     const run = (stopAt: number | null) => {
       let sched = new FlowUniPCScheduler(sigmas);
-      let x = Float32Array.from(c.initial_sample);
+      let x: Float32Array = Float32Array.from(c.initial_sample);
       for (let i = 0; i < c.steps; i++) {
         if (i === stopAt) {
           const s = sched.state;

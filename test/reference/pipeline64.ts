@@ -35,7 +35,7 @@ export function schedule64(steps: number, shift: number): { timesteps: number[];
 export async function pipeline64(req: Pipeline64Request, noise: ArrayLike<number>, denoise: Denoise64): Promise<Float64Array> {
   const { timesteps, sigmas } = schedule64(req.steps, req.shift);
   const solver = unipc64(sigmas);
-  let x = Float64Array.from(noise);
+  let x: Float64Array = Float64Array.from(noise);
   for (const t of timesteps) {
     const high = req.boundary !== null && t >= req.boundary * 1000;
     const expert = req.boundary === null ? 0 : high ? 0 : 1;
