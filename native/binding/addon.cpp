@@ -358,6 +358,24 @@ const float* borrow_f32(ForwardWorker* w, const Napi::Value& v, size_t expected,
   return a.Data();
 }
 
+// Fills a new worker's request with fill() and queues it, or deletes it and throws a JS error
+// (engine errors such as std::invalid_argument become an Error with their message).
+template <typename Fill>
+Napi::Value queue_filled(Napi::Env env, ForwardWorker* w, Fill fill) {
+  try {
+    fill();
+  } catch (const Napi::Error&) {
+    delete w;
+    throw;
+  } catch (const std::exception& e) {
+    delete w;
+    throw Napi::Error::New(env, e.what());
+  }
+  auto p = w->promise();
+  w->Queue();
+  return p;
+}
+
 // The worker writes into info[1] when the caller gives a Float32Array of out_size elements, else
 // into a new one (checked against host memory first); the worker keeps it alive until it settles.
 void attach_output(ForwardWorker* w, const Napi::CallbackInfo& info, size_t out_size, const std::string& what) {
@@ -388,7 +406,7 @@ Napi::Value Model::Forward(const Napi::CallbackInfo& info) {
   if (!info[0].IsObject()) throw Napi::TypeError::New(env, "forward: request object expected");
   auto o = info[0].As<Napi::Object>();
   auto* w = new ForwardWorker(env, be, new_cancel_flag());
-  try {
+  return queue_filled(env, w, [&] {
     BatchRequest& req = w->req;
     auto grid = get(o, "grid");
     if (!grid.IsArray() || grid.As<Napi::Array>().Length() != 3)
@@ -449,16 +467,7 @@ Napi::Value Model::Forward(const Napi::CallbackInfo& info) {
     }
     validate_request(cfg, req);
     attach_output(w, info, req.nonces.size() * static_cast<size_t>(be->output_size(req.grid)), "forward");
-  } catch (const Napi::Error&) {
-    delete w;
-    throw;
-  } catch (const std::exception& e) {
-    delete w;
-    throw Napi::Error::New(env, e.what());
-  }
-  auto p = w->promise();
-  w->Queue();
-  return p;
+  });
 }
 
 // denoise({latentShape: [C_in, F, H, W], latent: Float32Array, timestep, expert, ctxLen,
@@ -471,7 +480,7 @@ Napi::Value Model::Denoise(const Napi::CallbackInfo& info) {
   if (!info[0].IsObject()) throw Napi::TypeError::New(env, "denoise: request object expected");
   auto o = info[0].As<Napi::Object>();
   auto* w = new ForwardWorker(env, be, new_cancel_flag());
-  try {
+  return queue_filled(env, w, [&] {
     w->is_denoise = true;
     DenoiseRequest& req = w->denoise_req;
     auto shape = get(o, "latentShape");
@@ -502,16 +511,7 @@ Napi::Value Model::Denoise(const Napi::CallbackInfo& info) {
       req.contexts.push_back(borrow_f32(w, ca.Get(i), context_size, "denoise: contexts[" + std::to_string(i) + "]"));
     validate_denoise_request(cfg, req);
     attach_output(w, info, req.contexts.size() * static_cast<size_t>(be->denoise_output_size(req)), "denoise");
-  } catch (const Napi::Error&) {
-    delete w;
-    throw;
-  } catch (const std::exception& e) {
-    delete w;
-    throw Napi::Error::New(env, e.what());
-  }
-  auto p = w->promise();
-  w->Queue();
-  return p;
+  });
 }
 
 Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
