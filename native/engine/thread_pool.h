@@ -1,6 +1,13 @@
-// A fixed set of worker threads for data-parallel loops. Work is split statically, so which
-// thread computes an element never changes its value: kernels are written so that every output
-// element is produced by one thread with the same instruction sequence whatever the split.
+// A fixed set of worker threads for data-parallel loops. Kernels are written so that every
+// output element is produced by one thread with the same instruction sequence whatever the split,
+// so which thread computes an element never changes its value. parallel_for therefore hands out
+// chunks dynamically: a thread slowed by other load (the JS main thread, another process) leaves
+// its chunks to the others instead of holding up the whole loop.
+//
+// Waiting: between jobs a worker, and the caller waiting for a job's end, first spin for a short
+// while (kSpinMicros) and only then sleep on a condition variable. A forward is hundreds of short
+// loops separated by short serial steps; sleeping and waking through the kernel between them
+// cost up to a fifth of the engine's CPU time inside node (bench/RESULTS.md).
 //
 // Cancellation without kernel changes: while a CancelScope is active on the calling thread,
 // parallel_for runs each thread's share in pieces of about 20 ms of work (sized by measuring the
@@ -63,12 +70,14 @@ class ThreadPool {
   std::vector<std::thread> workers_;
   std::mutex mu_;
   std::condition_variable cv_start_, cv_done_;
+  // Written by the caller under mu_ before generation_ is bumped (release); read by the workers
+  // after they see the new generation (acquire), while the caller waits for pending_ to reach 0.
   const std::function<void(int, int)>* job_ = nullptr;
   const std::atomic<bool>* job_cancel_ = nullptr;  // the caller's cancel flag, for the workers
-  uint64_t generation_ = 0;
-  int pending_ = 0;
-  bool stop_ = false;
-  std::exception_ptr error_;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
+  std::atomic<bool> stop_{false};
+  std::exception_ptr error_;  // guarded by mu_
   std::mutex run_mu_;  // one job at a time
 };
 

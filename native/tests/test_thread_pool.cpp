@@ -1,6 +1,8 @@
 // The pool's cancellation: a set flag ends a long parallel_for within a piece (~20 ms of work),
 // on every thread, with Cancelled; with the flag clear, pieces cover the range exactly once.
 #include <atomic>
+#include <mutex>
+#include <stdexcept>
 #include <chrono>
 #include <thread>
 #include <vector>
@@ -110,6 +112,31 @@ int main() {
       });
       CHECK(total == 100);
       flag.store(false);
+    }
+
+    // Many short jobs back to back, some after a pause longer than the poll (so the workers
+    // alternate between polling and sleeping): every index once per job, every exception
+    // delivered, no job lost or run twice.
+    {
+      int bad = 0, caught = 0;
+      for (int job = 0; job < 3000; ++job) {
+        if (job % 500 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        const int64_t n = 1 + job % 37;
+        std::vector<std::atomic<int>> seen(n);
+        try {
+          pool.parallel_for(n, [&](int64_t b, int64_t e) {
+            for (int64_t i = b; i < e; ++i) {
+              seen[i].fetch_add(1);
+              if (job % 100 == 7 && i == n - 1) throw std::runtime_error("boom");
+            }
+          });
+        } catch (const std::runtime_error&) {
+          ++caught;
+        }
+        for (auto& v : seen) bad += v.load() != 1;
+      }
+      CHECK_MSG(bad == 0, "threads %d: %d indices not visited exactly once", threads, bad);
+      CHECK_MSG(caught == 30, "threads %d: %d of 30 exceptions delivered", threads, caught);
     }
   }
   return check::finish("test_thread_pool");
