@@ -305,26 +305,40 @@ int run_gemm_bench(const GemmBenchOptions& opt) {
   return 0;
 }
 
-// ditpoc_bench attention: the CPU attention (cpu/ops.h) on one sequence of L tokens (self
-// attention, bf16-rounded inputs as the forward gives it) against the forward's GEMM on the same
-// rows (L x D x D, bf16 weights) in the same run, timed alternately; efficiency = attention
-// GFLOP/s ÷ GEMM GFLOP/s (FLOPs: 4·L²·D for attention, 2·L·D² for the GEMM).
+// ditpoc_bench attention: the CPU attention (cpu/attention.h) on one sequence of L tokens (self
+// attention, bf16-rounded inputs as the forward gives it, numerics of --precision) against the
+// forward's GEMM on the same rows (L x D x D, bf16 weights) in the same run, timed alternately,
+// both on the active CPU path; efficiency = attention GFLOP/s ÷ GEMM GFLOP/s (FLOPs: 4·L²·D for
+// attention, 2·L·D² for the GEMM).
 int attention_main(int argc, char** argv) {
   int64_t L = 1024;
   int heads = 12, threads = 0;
   double min_time = 1.0;
+  std::string precision = "bf16";
   for (int i = 0; i < argc; ++i) {
     const std::string a = argv[i];
     if (i + 1 >= argc) { std::fprintf(stderr, "attention: %s needs a value\n", a.c_str()); return 2; }
     if (a == "--len") L = std::atoll(argv[++i]);
+    else if (a == "--precision") precision = argv[++i];
     else if (a == "--heads") heads = std::atoi(argv[++i]);
     else if (a == "--threads") threads = std::atoi(argv[++i]);
     else if (a == "--min-time") min_time = std::atof(argv[++i]);
     else { std::fprintf(stderr, "attention: unknown option '%s'\n", a.c_str()); return 2; }
   }
+  // The attention numerics of the forward's precision modes (cpu_backend.cpp); the inputs are
+  // bf16 values in every mode here.
+  ditpoc::cpu::AttentionNumerics numerics;
+  if (precision == "bf16" || precision == "bf16-flash") {
+    numerics.bf16_inputs = true;
+    numerics.round_p_bf16 = precision == "bf16-flash";
+  } else if (precision != "fp32") {
+    std::fprintf(stderr, "attention: --precision must be bf16, bf16-flash or fp32\n");
+    return 2;
+  }
+  if (L <= 0 || heads <= 0) { std::fprintf(stderr, "attention: --len and --heads must be positive\n"); return 2; }
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   ditpoc::ThreadPool pool(threads);
-  if (L < 1 || heads < 1) { std::fprintf(stderr, "attention: --len and --heads must be at least 1\n"); return 2; }
+  const ditpoc::cpu::Isa isa = ditpoc::cpu::active_isa();
   const int64_t D = static_cast<int64_t>(heads) * 128;
   // q, k, v, o and the weight (bf16 and packed).
   ditpoc::bench::require_memory(16.0 * L * D + 4.0 * D * D, "the attention bench's tensors at L = " + std::to_string(L));
@@ -337,11 +351,11 @@ int attention_main(int argc, char** argv) {
   for (auto& x : wb) x = ditpoc::f32_to_bf16(nd(rng) * 0.03f);
   const auto W = ditpoc::cpu::PackedWeight::pack(wb.data(), D, D);
   const auto [att_s, gemm_s] = best_time_pair(
-      [&] { ditpoc::cpu::attention(q.data(), k.data(), v.data(), 1, L, L, heads, 128, o.data(), pool); },
-      [&] { ditpoc::cpu::gemm(q.data(), D, L, W, nullptr, o.data(), D, true, pool); }, min_time);
+      [&] { ditpoc::cpu::attention(q.data(), k.data(), v.data(), 1, L, L, heads, 128, o.data(), pool, numerics, isa); },
+      [&] { ditpoc::cpu::gemm(q.data(), D, L, W, nullptr, o.data(), D, true, pool, isa); }, min_time);
   const double att_gf = 4.0 * L * L * D / att_s * 1e-9, gemm_gf = 2.0 * L * D * D / gemm_s * 1e-9;
-  std::printf("attention L=%lld heads=%d (D=%lld), %d threads, CPU path %s: attention %.1f GFLOP/s, GEMM %lldx%lldx%lld %.1f GFLOP/s, efficiency %.2f\n",
-              (long long)L, heads, (long long)D, threads, ditpoc::cpu::isa_name(ditpoc::cpu::active_isa()), att_gf,
+  std::printf("attention L=%lld heads=%d (D=%lld), %d threads, CPU path %s, precision %s: attention %.1f GFLOP/s, GEMM %lldx%lldx%lld %.1f GFLOP/s, efficiency %.2f\n",
+              (long long)L, heads, (long long)D, threads, ditpoc::cpu::isa_name(isa), precision.c_str(), att_gf,
               (long long)L, (long long)D, (long long)D, gemm_gf, att_gf / gemm_gf);
   return 0;
 }
@@ -355,7 +369,7 @@ void usage() {
                "  forward [--model ID]... [--grid F,H,W] [--ctx-len N] [--batch B] [--threads N]\n"
                "          [--min-time S] [--json]\n"
                "      whole-nonce CPU forward: s/nonce, GFLOP/s, against sgemm on its GEMM shapes\n"
-               "  attention [--len L] [--heads H] [--threads N] [--min-time S]\n"
+               "  attention [--len L] [--heads H] [--threads N] [--min-time S] [--precision bf16|bf16-flash|fp32]\n"
                "      CPU attention GFLOP/s against the forward's GEMM on the same rows\n"
                "  cuda [--model ID] [--grid F,H,W] [--ctx-len N] [--batch B|auto] [--device N]\n"
                "       [--precision P] [--min-time S] [--gemm-n N] [--json]\n"

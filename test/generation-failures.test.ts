@@ -83,6 +83,63 @@ describe('runSprint', () => {
     await expect(runSprint(new NonceRunner(model, round), { batchSize: 4, nonces: [1, 2, 3, 4, 5] })).rejects.toThrow(/bad_alloc/);
   });
 
+  it('queues the next forward behind the running one, and a stop leaves nothing running and loses nothing computed', async () => {
+    // One forward at a time, like the engine; cancel() rejects the forwards in flight.
+    const info = modelInfo('wan-tiny');
+    let chain = Promise.resolve();
+    let inFlight = 0;
+    let maxInFlight = 0;
+    const cancels: Array<() => void> = [];
+    const computed: number[][] = [];
+    const model: NativeModel = {
+      config: info, identity: 'fake', backend: 'cpu', threads: 1, disposed: false,
+      async denoise() {
+        throw new Error('denoise is not used by this test');
+      },
+      forward(req) {
+        inFlight++;
+        maxInFlight = Math.max(maxInFlight, inFlight);
+        let cancelled = false;
+        cancels.push(() => (cancelled = true));
+        const run = chain.then(async () => {
+          await new Promise((r) => setTimeout(r, 20));
+          if (cancelled) throw new Error('cancelled');
+          computed.push(req.nonces.map((n) => n.latentSeed!));
+          return Float32Array.from({ length: req.nonces.length * 64 }, (_, i) => Math.cos(i + 1));
+        });
+        chain = run.then(() => undefined, () => undefined);
+        return run.finally(() => inFlight--);
+      },
+      tensor: () => { throw new Error('no tensors'); },
+      cancel() {
+        cancels.splice(0).forEach((c) => c());
+      },
+      dispose() {},
+    };
+    const runner = new NonceRunner(model, round);
+    const all = await runSprint(runner, { batchSize: 2, nonces: Array.from({ length: 12 }, (_, i) => i) });
+    expect(all.artifacts.map((a) => a[0])).toEqual(Array.from({ length: 12 }, (_, i) => i));
+    expect(maxInFlight).toBe(2);
+    expect(inFlight).toBe(0);
+
+    const ac = new AbortController();
+    let batches = 0;
+    const r = await runSprint(runner, {
+      batchSize: 2,
+      nonces: Array.from({ length: 100 }, (_, i) => 100 + i),
+      signal: ac.signal,
+      onBatch: () => {
+        if (++batches === 3) ac.abort();
+      },
+    });
+    expect(r.stoppedBy).toBe('signal');
+    expect(inFlight).toBe(0); // nothing left running after the sprint returns
+    // Every batch the model completed in this sprint was delivered, in nonce order.
+    const done = computed.slice(6).flat().length;
+    expect(r.artifacts.map((a) => a[0])).toEqual(Array.from({ length: done }, (_, i) => 100 + i));
+    expect(r.artifacts.length).toBeLessThan(100);
+  });
+
   it('NonceRunner.run halves a batch out of memory (the /generate job path)', async () => {
     const model = fakeModel((req) => (req.nonces.length > 1 ? new Error('CUDA error: out of memory') : null));
     const runner = new NonceRunner(model, round);

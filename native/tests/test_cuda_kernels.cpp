@@ -353,8 +353,8 @@ void test_attention(ThreadPool& pool) {
     cuda::flash_attention(dq.p, dk.p, dv.p, c.groups, c.lq, c.lk, heads, hd, nullptr, nullptr, nullptr, dout.p, stream);
     const auto o1 = dout.down();
     std::vector<float> cpu_flash(c.groups * c.lq * D), cpu_exact(c.groups * c.lq * D);
-    cpu::attention(q.data(), k.data(), v.data(), c.groups, c.lq, c.lk, heads, hd, cpu_flash.data(), pool, true);
-    cpu::attention(q.data(), k.data(), v.data(), c.groups, c.lq, c.lk, heads, hd, cpu_exact.data(), pool, false);
+    cpu::attention(q.data(), k.data(), v.data(), c.groups, c.lq, c.lk, heads, hd, cpu_flash.data(), pool, cpu::AttentionNumerics{true, true});
+    cpu::attention(q.data(), k.data(), v.data(), c.groups, c.lq, c.lk, heads, hd, cpu_exact.data(), pool);
     const auto g = from_bf16(o1);
     CHECK_MSG(rel_err(g, cpu_flash) < 1e-2, "flash %lldx%lldx%lld vs CPU (P bf16): %g", (long long)c.groups,
               (long long)c.lq, (long long)c.lk, rel_err(g, cpu_flash));

@@ -135,75 +135,7 @@ int main() {
     }
     CHECK_MSG(rel_err(y, ref) < 1e-6, "rope err %g", rel_err(y, ref));
   }
-  // Attention (self: lq = lk; cross: lk different), scores and softmax against float64.
-  // (Several key tiles of 64 with a short last one: 70 x 200; a single short tile: 20 x 7.)
-  for (auto [lq, lk] : {std::pair<int64_t, int64_t>{33, 33}, {20, 7}, {70, 200}}) {
-    const int64_t groups = 2;
-    const int heads = 2, hd = 128, width = heads * hd;
-    auto q = randn(groups * lq * width), k = randn(groups * lk * width), v = randn(groups * lk * width);
-    auto out = poisoned(groups * lq * width), out3 = poisoned(out.size());
-    attention(q.data(), k.data(), v.data(), groups, lq, lk, heads, hd, out.data(), pool1);
-    attention(q.data(), k.data(), v.data(), groups, lq, lk, heads, hd, out3.data(), pool3);
-    std::vector<double> ref(out.size());
-    for (int64_t g = 0; g < groups; ++g)
-      for (int h = 0; h < heads; ++h)
-        for (int64_t i = 0; i < lq; ++i) {
-          std::vector<double> s(lk);
-          double m = -INFINITY, sum = 0;
-          for (int64_t j = 0; j < lk; ++j) {
-            double d = 0;
-            for (int e = 0; e < hd; ++e)
-              d += double(q[(g * lq + i) * width + h * hd + e]) * k[(g * lk + j) * width + h * hd + e];
-            s[j] = d / std::sqrt(double(hd));
-            m = std::max(m, s[j]);
-          }
-          for (auto& sj : s) sum += (sj = std::exp(sj - m));
-          for (int e = 0; e < hd; ++e) {
-            double acc = 0;
-            for (int64_t j = 0; j < lk; ++j) acc += s[j] * v[(g * lk + j) * width + h * hd + e];
-            ref[(g * lq + i) * width + h * hd + e] = acc / sum;
-          }
-        }
-    CHECK_MSG(rel_err(out, ref) < 1e-5, "attention %ldx%ld err %g", long(lq), long(lk), rel_err(out, ref));
-    CHECK(same_bits(out, out3));
-    // A query row computed alone (lq = 1) gives the bits it has inside the block it shares.
-    for (int64_t i : {int64_t(0), lq / 2, lq - 1}) {
-      std::vector<float> qi(q.begin() + (lq + i) * width, q.begin() + (lq + i + 1) * width);  // group 1
-      std::vector<float> k1(k.begin() + lk * width, k.end()), v1(v.begin() + lk * width, v.end());
-      auto oi = poisoned(width);
-      attention(qi.data(), k1.data(), v1.data(), 1, 1, lk, heads, hd, oi.data(), pool3);
-      CHECK_MSG(std::memcmp(oi.data(), out.data() + (lq + i) * width, sizeof(float) * width) == 0,
-                "attention row %ld alone differs from inside lq=%ld", long(i), long(lq));
-    }
-  }
-  // FlashAttention-style bf16 probabilities: the reference rounds exp(s − m) to bf16 for P·V
-  // and keeps the fp32 row sum.
-  {
-    const int64_t groups = 1, lq = 9, lk = 13;
-    const int heads = 1, hd = 128;
-    auto q = randn(lq * hd), k = randn(lk * hd), v = randn(lk * hd);
-    auto out = poisoned(lq * hd);
-    attention(q.data(), k.data(), v.data(), groups, lq, lk, heads, hd, out.data(), pool3, true);
-    std::vector<double> ref(out.size());
-    for (int64_t i = 0; i < lq; ++i) {
-      std::vector<float> s(lk);
-      float m = -INFINITY;
-      for (int64_t j = 0; j < lk; ++j) {
-        double d = 0;
-        for (int e = 0; e < hd; ++e) d += double(q[i * hd + e]) * k[j * hd + e];
-        s[j] = static_cast<float>(d / std::sqrt(128.0));
-        m = std::max(m, s[j]);
-      }
-      double sum = 0;
-      for (auto& sj : s) sum += (sj = std::exp(sj - m));
-      for (int e = 0; e < hd; ++e) {
-        double acc = 0;
-        for (int64_t j = 0; j < lk; ++j) acc += double(round_bf16(s[j])) * v[j * hd + e];
-        ref[i * hd + e] = acc / sum;
-      }
-    }
-    CHECK_MSG(rel_err(out, ref) < 1e-4, "flash-P attention err %g", rel_err(out, ref));
-  }
+  // Attention: test_attention.cpp.
   // float8 e4m3: representable values, ties to even, saturation, per-group scaling.
   {
     CHECK(round_fp8_e4m3(1.0f) == 1.0f);

@@ -1,6 +1,8 @@
 // A PoC sprint: nonces in batches until the sequence, a count limit or a deadline ends it, or
-// the caller aborts (SIGINT). The next batch's inputs are derived while the current forward
-// runs, and artifacts are post-processed on worker threads while the next forward runs.
+// the caller aborts (SIGINT). Two forwards are in flight: while one runs, the next batch's
+// inputs are derived and its forward is queued behind it (the engine runs one forward at a
+// time), so the engine goes from one batch to the next without waiting for this thread;
+// artifacts are post-processed on worker threads meanwhile.
 // Batches are delivered to onBatch in order; everything computed before a stop is kept.
 // A batch that runs out of memory is halved and its nonces retried (the smaller size is kept);
 // a single nonce that does, or any other failure, ends the sprint with that error. A failed
@@ -89,61 +91,98 @@ export async function runSprint(runner: NonceRunner, o: SprintOptions): Promise<
       noncesPerSecond: (artifacts.length + dropped.length) / Math.max(elapsed(), 1e-9),
       total: o.limit ?? null,
     });
+  // Post-processes a computed batch on a worker and chains its delivery after the previous one.
+  const deliver = (batch: NonceInputs[], y: Float32Array) => {
+    const post = artifactsInWorker({
+      y,
+      nonces: batch.map((b) => b.nonce),
+      blockHash: runner.round.blockHash,
+      publicKey: runner.round.publicKey,
+      kDim: runner.round.kDim,
+    });
+    post.catch(() => undefined); // awaited in order below; not an unhandled rejection meanwhile
+    delivered = delivered.then(async () => {
+      const vectors = await post;
+      const good: [number, string][] = [];
+      const bad: number[] = [];
+      vectors.forEach((v, i) => (v === null ? bad.push(batch[i].nonce) : good.push([batch[i].nonce, v])));
+      artifacts.push(...good);
+      dropped.push(...bad);
+      await o.onBatch?.(good, bad);
+      report();
+    });
+    delivered.catch(() => {
+      failed = true;
+    });
+  };
 
+  interface InFlight {
+    inputs: NonceInputs[];
+    y: Promise<Float32Array>;
+  }
+  const launch = (inputs: NonceInputs[]): InFlight | null => {
+    if (inputs.length === 0) return null;
+    const y = runner.forward(inputs);
+    y.catch(() => undefined); // awaited in order; not an unhandled rejection meanwhile
+    return { inputs, y };
+  };
+  // Waits for a forward still in flight (cancelled first unless `keep`); delivers it if it
+  // completed, so that nothing computed is lost.
+  const finish = async (f: InFlight | null, keep: boolean) => {
+    if (!f) return;
+    if (!keep) runner.model.cancel();
+    const y = await f.y.catch(() => null);
+    if (y && !failed) deliver(f.inputs, y);
+  };
+
+  let current: InFlight | null = null;
   try {
-    let inputs = stoppedBy === 'done' ? take() : [];
-    while (inputs.length > 0 && stoppedBy === 'done' && !failed) {
-      const forward = runner.forward(inputs);
-      let next: NonceInputs[];
+    current = stoppedBy === 'done' ? launch(take()) : null;
+    while (current && stoppedBy === 'done' && !failed) {
+      let queued: InFlight | null;
       try {
-        next = take(); // overlaps the native forward
+        queued = launch(take()); // derived while `current` runs, then queued behind it
       } catch (e) {
-        await forward.catch(() => undefined);
+        await finish(current, true);
+        current = null;
         throw e;
       }
       let y: Float32Array;
       try {
-        y = await forward;
+        y = await current.y;
       } catch (e) {
+        const inputs = current.inputs;
+        current = queued;
         if (stoppedBy !== 'done') break; // cancelled by the deadline or a signal: drop this batch only
         if (!isOutOfMemory(e) || inputs.length < 2) throw e;
+        // The queued batch is as large: cancel it and run both again in halves.
         const half = Math.ceil(inputs.length / 2);
         o.onOutOfMemory?.(inputs.length, half);
         batchSize = half;
-        pending.unshift(...inputs, ...next);
-        inputs = take();
+        if (current) {
+          runner.model.cancel();
+          await current.y.catch(() => undefined);
+          pending.unshift(...current.inputs);
+        }
+        pending.unshift(...inputs);
+        current = launch(take());
         continue;
       }
-      const batch = inputs;
-      const post = artifactsInWorker({
-        y,
-        nonces: batch.map((b) => b.nonce),
-        blockHash: runner.round.blockHash,
-        publicKey: runner.round.publicKey,
-        kDim: runner.round.kDim,
-      });
-      post.catch(() => undefined); // awaited in order below; not an unhandled rejection meanwhile
-      delivered = delivered.then(async () => {
-        const vectors = await post;
-        const good: [number, string][] = [];
-        const bad: number[] = [];
-        vectors.forEach((v, i) => (v === null ? bad.push(batch[i].nonce) : good.push([batch[i].nonce, v])));
-        artifacts.push(...good);
-        dropped.push(...bad);
-        await o.onBatch?.(good, bad);
-        report();
-      });
-      delivered.catch(() => {
-        failed = true;
-      });
-      inputs = next;
-      if (o.limit !== undefined && taken >= o.limit && inputs.length === 0 && stoppedBy === 'done') stoppedBy = 'limit';
+      deliver(current.inputs, y);
+      current = queued;
+      if (o.limit !== undefined && taken >= o.limit && current === null && stoppedBy === 'done') stoppedBy = 'limit';
     }
-    await delivered;
   } finally {
-    if (deadline) clearTimeout(deadline);
-    o.signal?.removeEventListener('abort', onAbort);
+    // A forward left in flight: on a stop or a failure it is cancelled; if it had completed,
+    // its batch is delivered like the others.
+    try {
+      await finish(current, false);
+    } finally {
+      if (deadline) clearTimeout(deadline);
+      o.signal?.removeEventListener('abort', onAbort);
+    }
   }
+  await delivered;
   if (stoppedBy === 'done' && !exhausted && o.limit !== undefined) stoppedBy = 'limit';
   const t = elapsed();
   return { artifacts, dropped, elapsedS: t, noncesPerSecond: (artifacts.length + dropped.length) / Math.max(t, 1e-9), stoppedBy, batchSize };

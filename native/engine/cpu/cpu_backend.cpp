@@ -232,7 +232,7 @@ class CpuBackend final : public Backend {
   }
 
   ThreadPool pool_;
-  const cpu::Isa isa_;  // the GEMM kernels' path
+  const cpu::Isa isa_;  // the GEMM and attention kernels' path
   std::vector<Expert> experts_;
   std::vector<TensorSpec> specs_;                  // one expert's tensors (tensor_specs)
   std::vector<std::map<std::string, Slot>> slots_;  // per expert: where each tensor lives
@@ -325,7 +325,11 @@ void CpuBackend::run_block(const Block& bl, float* x, const std::vector<const Co
                            const float* ctx, int64_t L, int ctx_len, const cpu::RopeTable& rope,
                            Precision precision) {
   const bool round = precision != Precision::Fp32;
-  const bool round_p = precision == Precision::Bf16Flash;
+  // Attention numerics: bf16 modes give it bf16 q, k, v (round_attention_inputs); Bf16Flash
+  // also rounds P. Fp8Attention's scaled e4m3 values are not bf16: fp32 products.
+  cpu::AttentionNumerics attn;
+  attn.bf16_inputs = precision == Precision::Bf16 || precision == Precision::Bf16Flash;
+  attn.round_p_bf16 = precision == Precision::Bf16Flash;
   const ModelConfig& cfg = config();
   const int D = cfg.dim, F = cfg.ffn_dim, H = cfg.num_heads, hd = cfg.head_dim;
   const int64_t G = static_cast<int64_t>(cond.size()), M = G * L, Mc = G * ctx_len;
@@ -351,7 +355,7 @@ void CpuBackend::run_block(const Block& bl, float* x, const std::vector<const Co
   cpu::rope_inplace(q, M, H, hd, rope, pool_);
   cpu::rope_inplace(k, M, H, hd, rope, pool_);
   for (float* t : {q, k, v}) round_attention_inputs(t, G, L * D, precision);
-  cpu::attention(q, k, v, G, L, L, H, hd, a, pool_, round_p);
+  cpu::attention(q, k, v, G, L, L, H, hd, a, pool_, attn, isa_);
   gemm(a, M, bl.so, o, round);
   cpu::residual_add(x, o, mrow(2), mstride, M, D, L, pool_);
 
@@ -366,7 +370,7 @@ void CpuBackend::run_block(const Block& bl, float* x, const std::vector<const Co
   cpu::rmsnorm_inplace(ck, Mc, D, eps, bl.c_norm_k.data(), pool_);
   round_attention_inputs(q, G, L * D, precision);
   for (float* t : {ck, cv}) round_attention_inputs(t, G, static_cast<int64_t>(ctx_len) * D, precision);
-  cpu::attention(q, ck, cv, G, L, ctx_len, H, hd, a, pool_, round_p);
+  cpu::attention(q, ck, cv, G, L, ctx_len, H, hd, a, pool_, attn, isa_);
   gemm(a, M, bl.co, o, round);
   cpu::residual_add(x, o, nullptr, 0, M, D, L, pool_);
 

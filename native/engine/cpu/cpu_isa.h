@@ -4,7 +4,8 @@
 //
 // Paths, best last: portable (scalar code: the only one on non-x86 builds, a cross-check on
 // x86), avx2 (AVX2 + FMA), avx512 (AVX-512F/BW/VL/DQ),
-// avx512-bf16 (avx512 plus vdpbf16ps for the GEMMs whose inputs are rounded to bf16).
+// avx512-bf16 (avx512 plus vdpbf16ps for the GEMMs and attention products whose inputs are
+// rounded to bf16). The attention kernels follow the same paths (attention.h).
 // Environment: DITPOC_CPU_ISA=<path> forces a path (tests, calibration, comparisons); a path
 // this build or CPU cannot run is an error, never a silent fallback.
 //

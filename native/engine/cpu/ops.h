@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "../thread_pool.h"
+#include "attention.h"
 
 namespace ditpoc::cpu {
 
@@ -43,13 +44,7 @@ void round_bf16_inplace(float* x, int64_t n, ThreadPool& pool);
 // (amax → 448), the per-tensor scaling of fp8 attention kernels, applied per nonce.
 void round_fp8_groups_inplace(float* x, int64_t groups, int64_t group_size, ThreadPool& pool);
 
-// Multi-head attention for `groups` independent sequences: q [groups·lq, heads·d],
-// k, v [groups·lk, heads·d] → out [groups·lq, heads·d]. softmax(q·kᵀ/√d)·v with fp32 scores
-// and probabilities; no mask. round_p_bf16 rounds the probabilities to bf16 before P·V (the
-// row sum stays fp32), as FlashAttention does.
-void attention(const float* q, const float* k, const float* v, int64_t groups, int64_t lq,
-               int64_t lk, int heads, int head_dim, float* out, ThreadPool& pool,
-               bool round_p_bf16 = false);
+// attention(): see attention.h.
 
 // In place: x = GELU_tanh(x).
 void gelu_tanh_inplace(float* x, int64_t n, ThreadPool& pool);

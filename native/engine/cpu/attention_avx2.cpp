@@ -1,0 +1,6 @@
+// The attention kernels of the avx2 path (see attention_unit.inc; CMake sets this file's -m flags).
+#if defined(__x86_64__)
+#define DITPOC_ATTN_AVX2 1
+#define DITPOC_ATTN_KERNELS kernels_avx2
+#include "attention_unit.inc"
+#endif
