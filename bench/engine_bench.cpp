@@ -1,6 +1,6 @@
 // ditpoc_bench: micro-benchmarks of the C++ engine.
 //
-//   ditpoc_bench gemm [--threads N] [--json] [--min-time S] [--shape MxNxK]...
+//   ditpoc_bench gemm [--threads N] [--json] [--min-time S] [--shape MxNxK]... [--no-blas]
 //   ditpoc_bench forward [...]   (bench/forward_bench.cpp)
 //   ditpoc_bench cuda [...]      (bench/cuda_bench.cpp; builds with the CUDA backend)
 //   ditpoc_bench denoise [...]   (bench/denoise_bench.cpp; s/step of a video generation)
@@ -107,6 +107,7 @@ struct GemmShape {
 struct GemmBenchOptions {
   int threads = 0;          // 0: one per hardware thread
   bool json = false;
+  bool no_blas = false;     // time ours only (peer scripts bring their own yardstick)
   double min_time = 0.25;   // seconds of timed runs per shape and library
   std::vector<GemmShape> shapes;  // empty: the default list
 };
@@ -194,10 +195,12 @@ int run_gemm_bench(const GemmBenchOptions& opt) {
   int blas_threads = 0;
   std::string core = "none";
 #ifdef DITPOC_HAVE_CBLAS
-  have_blas = true;
-  if (openblas_set_num_threads) openblas_set_num_threads(threads);
-  blas_threads = openblas_get_num_threads ? openblas_get_num_threads() : -1;
-  core = blas_core();
+  have_blas = !opt.no_blas;
+  if (have_blas) {
+    if (openblas_set_num_threads) openblas_set_num_threads(threads);
+    blas_threads = openblas_get_num_threads ? openblas_get_num_threads() : -1;
+    core = blas_core();
+  }
 #endif
 
   if (!opt.json) {
@@ -212,7 +215,7 @@ int run_gemm_bench(const GemmBenchOptions& opt) {
       std::printf("\n");
     }
     else
-      std::printf("yardstick: none (built without CBLAS)\n");
+      std::printf("yardstick: none (%s)\n", opt.no_blas ? "--no-blas" : "built without CBLAS");
     std::printf("%6s %6s %6s | %10s %10s | %8s %8s | %6s | %9s\n", "M", "N", "K", "ours ms",
                 "blas ms", "ours GF/s", "blas GF/s", "ratio", "max rdiff");
   }
@@ -241,7 +244,7 @@ int run_gemm_bench(const GemmBenchOptions& opt) {
       ditpoc::cpu::gemm(A.data(), s.k, s.m, W, bias.data(), C.data(), s.n, true, pool);
     };
 #ifdef DITPOC_HAVE_CBLAS
-    {
+    if (have_blas) {
       std::vector<float> Wf(Wb.size()), Ar(A.size()), Cb(C.size());
       for (size_t i = 0; i < Wb.size(); ++i) Wf[i] = ditpoc::bf16_to_f32(Wb[i]);
       for (size_t i = 0; i < A.size(); ++i) Ar[i] = ditpoc::round_bf16(A[i]);
@@ -262,9 +265,8 @@ int run_gemm_bench(const GemmBenchOptions& opt) {
         }
       r.max_rel_diff = maxabs > 0 ? maxdiff / maxabs : maxdiff;
     }
-#else
-    r.ours_s = best_time(ours, opt.min_time);
 #endif
+    if (!have_blas) r.ours_s = best_time(ours, opt.min_time);
     const double flops = 2.0 * s.m * s.n * s.k;
     const double ours_gf = flops / r.ours_s * 1e-9;
     const double blas_gf = r.blas_s > 0 ? flops / r.blas_s * 1e-9 : 0;
@@ -282,9 +284,10 @@ int run_gemm_bench(const GemmBenchOptions& opt) {
   }
 
   if (opt.json) {
-    std::printf("{\n  \"bench\": \"gemm\",\n  \"threads\": %d,\n  \"blas\": %s,\n  \"blas_threads\": %d,\n"
+    std::printf("{\n  \"bench\": \"gemm\",\n  \"cpu_path\": \"%s\",\n  \"threads\": %d,\n  \"blas\": %s,\n  \"blas_threads\": %d,\n"
                 "  \"blas_core\": \"%s\",\n  \"blas_core_detected\": \"%s\",\n  \"results\": [\n",
-                threads, have_blas ? "\"cblas_sgemm\"" : "null", blas_threads, core.c_str(),
+                ditpoc::cpu::isa_name(ditpoc::cpu::active_isa()), threads,
+                have_blas ? "\"cblas_sgemm\"" : "null", blas_threads, core.c_str(),
                 std::getenv("DITPOC_BENCH_BLAS_CORE_WAS") ? std::getenv("DITPOC_BENCH_BLAS_CORE_WAS")
                                                           : core.c_str());
     for (size_t i = 0; i < results.size(); ++i) {
@@ -364,8 +367,9 @@ void usage() {
   std::fprintf(stderr,
                "usage: ditpoc_bench <command> [options]\n"
                "commands:\n"
-               "  gemm [--threads N] [--json] [--min-time S] [--shape MxNxK]...\n"
+               "  gemm [--threads N] [--json] [--min-time S] [--shape MxNxK]... [--no-blas]\n"
                "      CPU GEMM (bf16 weights) against cblas_sgemm when built with a CBLAS\n"
+               "      (--no-blas: ours only; bench/compare_gemm_peer.py compares with oneDNN)\n"
                "  forward [--model ID]... [--grid F,H,W] [--ctx-len N] [--batch B] [--threads N]\n"
                "          [--min-time S] [--json]\n"
                "      whole-nonce CPU forward: s/nonce, GFLOP/s, against sgemm on its GEMM shapes\n"
@@ -395,6 +399,8 @@ int gemm_main(int argc, char** argv) {
       opt.threads = std::atoi(argv[++i]);
     } else if (a == "--json") {
       opt.json = true;
+    } else if (a == "--no-blas") {
+      opt.no_blas = true;
     } else if (a == "--min-time" && i + 1 < argc) {
       opt.min_time = std::atof(argv[++i]);
     } else if (a == "--shape" && i + 1 < argc) {

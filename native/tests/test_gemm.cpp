@@ -163,9 +163,10 @@ void test_pack_unpack() {
 }
 
 void test_accuracy(ThreadPool& pool1, ThreadPool& pool2, ThreadPool& pool3) {
-  const int64_t ms[] = {1, 7, 8, 9, 31, 33, 100};
+  // M: tails of the FMA paths' 8-row tiles and of the dot path's balanced tiles of <= 12 rows.
+  const int64_t ms[] = {1, 7, 8, 9, 12, 13, 31, 33, 100};
   const int64_t ns[] = {1, 7, 31, 32, 33, 64, 100};
-  const int64_t ks[] = {1, 7, 31, 33, 100, 256, 257, 600};
+  const int64_t ks[] = {1, 7, 31, 33, 100, 256, 257, 600, 1025};
   int idx = 0;
   for (int64_t m : ms)
     for (int64_t n : ns)
@@ -185,7 +186,8 @@ void test_accuracy(ThreadPool& pool1, ThreadPool& pool2, ThreadPool& pool3) {
   struct S { int64_t m, n, k, lda_pad, ldc_pad; bool bias, round; };
   const S big[] = {{300, 70, 300, 0, 0, true, true},     {3, 40, 8960, 0, 0, true, true},
                    {64, 256, 512, 16, 32, false, true},  {129, 513, 200, 1, 1, true, false},
-                   {17, 1536, 96, 1024, 7, true, true},  {520, 33, 77, 0, 0, false, false}};
+                   {17, 1536, 96, 1024, 7, true, true},  {520, 33, 77, 0, 0, false, false},
+                   {64, 96, 1536, 0, 0, true, true}};
   for (const S& s : big) {
     Problem p = make_problem(s.m, s.n, s.k, s.bias, s.lda_pad, s.ldc_pad);
     PackedWeight W = PackedWeight::pack(p.w.data(), s.n, s.k);
@@ -283,6 +285,37 @@ void test_determinism(ThreadPool& pool1, ThreadPool& pool2, ThreadPool& pool3) {
   }
 }
 
+// The bf16 dot path packs A in chunks of whole M blocks (about 8 MB of packed rows: 256 rows at
+// K = 8960), so a row's bits must not depend on which chunk or block holds it, nor on where in
+// its block's balanced tiles it falls. Rows around the chunk boundary (255, 256) and the last
+// one, at several M and thread counts, against the row computed alone.
+void test_chunk_determinism(ThreadPool& pool1, ThreadPool& pool2, ThreadPool& pool3) {
+  const int64_t N = 40, K = 8960, M = 270;
+  Problem p = make_problem(M, N, K, true);
+  PackedWeight W = PackedWeight::pack(p.w.data(), N, K);
+  const std::vector<float> c2 = run(p, W, true, pool2);
+  check_canonical_bits(p, c2, true, "chunks");
+  CHECK_MSG(same_bits(c2.data(), run(p, W, true, pool1).data(), M * N), "chunks: 1 vs 2 threads differ");
+  CHECK_MSG(same_bits(c2.data(), run(p, W, true, pool3).data(), M * N), "chunks: 2 vs 3 threads differ");
+  int bad = 0;
+  for (int64_t i : {int64_t(0), int64_t(11), int64_t(255), int64_t(256), int64_t(269)}) {
+    Problem one = p;
+    one.m = 1;
+    one.a.assign(p.a.begin() + i * p.lda, p.a.begin() + (i + 1) * p.lda);
+    if (!same_bits(run(one, W, true, pool2).data(), c2.data() + i * p.ldc, N)) ++bad;
+    // The same row as row 257 of M = 258 (second chunk, second row) and row 12 of M = 25.
+    for (int64_t m2 : {int64_t(258), int64_t(25)}) {
+      Problem q = make_problem(m2, N, K, false);
+      q.w = p.w;
+      q.bias = p.bias;
+      const int64_t at = m2 == 258 ? 257 : 12;
+      std::copy(p.a.begin() + i * p.lda, p.a.begin() + (i + 1) * p.lda, q.a.begin() + at * q.lda);
+      if (!same_bits(run(q, W, true, pool3).data() + at * q.ldc, c2.data() + i * p.ldc, N)) ++bad;
+    }
+  }
+  CHECK_MSG(bad == 0, "chunks: %d row placement(s) changed the bits", bad);
+}
+
 }  // namespace
 
 int main() {
@@ -295,6 +328,7 @@ int main() {
     test_k_zero(pool2);
     test_accuracy(pool1, pool2, pool3);
     test_determinism(pool1, pool2, pool3);
+    test_chunk_determinism(pool1, pool2, pool3);
   }
   return check::finish("test_gemm");
 }

@@ -10,7 +10,8 @@
 //
 // Work: units of (M block of up to MC rows) x (group of G panels), handed out dynamically (an
 // atomic counter) so that a thread slowed by other load does not hold up the call. Which thread
-// computes a unit does not change any bit of it.
+// computes a unit does not change any bit of it. On the bf16 dot path A is first rounded and
+// packed once per call (chunks of whole M blocks, at most kPackBytes each), shared by all units.
 #include "gemm.h"
 
 #include <algorithm>
@@ -35,6 +36,8 @@ constexpr int64_t kCBlockBytes = 512 * 1024;
 // Below this many multiply-adds (M · Npadded · K) the call runs on the calling thread alone:
 // waking the pool costs more than it saves.
 constexpr int64_t kSerialFlops = int64_t(1) << 21;
+// Most bytes of A packed to bf16 at once (bf16 dot path): rows beyond it are done in chunks.
+constexpr int64_t kPackBytes = int64_t(8) << 20;
 
 // Per-thread scratch (64-byte aligned, grown on demand).
 struct AlignedFree {
@@ -118,40 +121,69 @@ void gemm(const float* A, int64_t lda, int64_t M, const PackedWeight& W, const f
     return;
   }
 
-  const Call call{A, lda, M, N, K, K + (K & 1), W.panels_.data(), bias, C, ldc, round_a_to_bf16};
+  Call call{A, lda, M, N, K, K + (K & 1), W.panels_.data(), bias, C, ldc, round_a_to_bf16};
   const UnitFn unit = unit_for(isa, round_a_to_bf16);
   const int64_t panels = (N + NR - 1) / NR;
 
-  // G keeps the C block of a unit within kCBlockBytes (L2); when M alone does not give about 4
-  // units per thread, G is lowered to split N as well.
   const bool serial = pool.size() == 1 || M * panels * NR * K < kSerialFlops;
   const int T = serial ? 1 : pool.size();
-  const int64_t mblocks = (M + MC - 1) / MC;
-  const int64_t block_rows = std::min(M, MC);
-  const int64_t g_cache = std::max<int64_t>(1, kCBlockBytes / (4 * NR * block_rows));
-  const int64_t g_balance = mblocks >= 4 * T ? panels : (panels * mblocks + 4 * T - 1) / (4 * T);
-  const int64_t G = std::max<int64_t>(1, std::min(g_cache, g_balance));
-  const int64_t groups = (panels + G - 1) / G;
-  const int64_t units = mblocks * groups;
-  std::atomic<int64_t> unit_next{0};
 
-  auto body = [&](int /*t*/, int /*count*/) {
-    static thread_local Scratch wscratch, ascratch;
-    float* abuf = ascratch.get(static_cast<size_t>(MC * kAStride));
-    float* wbuf = wscratch.get(static_cast<size_t>(kWScratch));
-    for (;;) {
-      const int64_t u = unit_next.fetch_add(1, std::memory_order_relaxed);
-      if (u >= units) break;
-      const int64_t mb = (u / groups) * MC, pb = (u % groups) * G;
-      unit(call, Unit{mb, std::min(mb + MC, M), pb, std::min(pb + G, panels)}, abuf, wbuf);
-    }
+  // Units over rows [m0, m1): G keeps the C block of a unit within kCBlockBytes (L2); when M
+  // alone does not give about 4 units per thread, G is lowered to split N as well.
+  auto run_rows = [&](int64_t m0, int64_t m1) {
+    const int64_t rows = m1 - m0;
+    const int64_t mblocks = (rows + MC - 1) / MC;
+    const int64_t block_rows = std::min(rows, MC);
+    const int64_t g_cache = std::max<int64_t>(1, kCBlockBytes / (4 * NR * block_rows));
+    const int64_t g_balance = mblocks >= 4 * T ? panels : (panels * mblocks + 4 * T - 1) / (4 * T);
+    const int64_t G = std::max<int64_t>(1, std::min(g_cache, g_balance));
+    const int64_t groups = (panels + G - 1) / G;
+    const int64_t units = mblocks * groups;
+    std::atomic<int64_t> unit_next{0};
+    auto body = [&](int /*t*/, int /*count*/) {
+      static thread_local Scratch wscratch, ascratch;
+      float* abuf = ascratch.get(static_cast<size_t>(MC * kAStride));
+      float* wbuf = wscratch.get(static_cast<size_t>(kWScratch));
+      for (;;) {
+        const int64_t u = unit_next.fetch_add(1, std::memory_order_relaxed);
+        if (u >= units) break;
+        const int64_t mb = m0 + (u / groups) * MC, pb = (u % groups) * G;
+        unit(call, Unit{mb, std::min(mb + MC, m1), pb, std::min(pb + G, panels)}, abuf, wbuf);
+      }
+    };
+    if (T == 1) body(0, 1);
+    else pool.run_on_all(body);
   };
 
-  if (T == 1) {
-    body(0, 1);
-  } else {
-    pool.run_on_all(body);
+#if defined(__x86_64__)
+  if (unit == &unit_avx512bf16) {
+    // A is rounded and packed once per call (all of N reuses it), in chunks of whole M blocks
+    // that keep the packed copy within kPackBytes; the copy lives in the calling thread's scratch.
+    const int64_t row_words = dot_packed_words(call.Kp);
+    const int64_t chunk = std::max<int64_t>(1, kPackBytes / (4 * row_words * MC)) * MC;
+    static thread_local Scratch pscratch;
+    uint32_t* packed =
+        reinterpret_cast<uint32_t*>(pscratch.get(static_cast<size_t>(std::min(M, chunk) * row_words)));
+    for (int64_t m0 = 0; m0 < M; m0 += chunk) {
+      const int64_t m1 = std::min(M, m0 + chunk), blocks = (m1 - m0 + MC - 1) / MC;
+      call.a_packed = packed;
+      call.a_row0 = m0;
+      call.a_rows = m1 - m0;
+      std::atomic<int64_t> block_next{0};
+      auto pack_blocks = [&](int, int) {
+        for (int64_t b; (b = block_next.fetch_add(1, std::memory_order_relaxed)) < blocks;) {
+          const int64_t mb = m0 + b * MC;
+          pack_a_avx512bf16(call, mb, std::min(mb + MC, m1), packed);
+        }
+      };
+      if (T == 1 || blocks == 1) pack_blocks(0, 1);
+      else pool.run_on_all(pack_blocks);
+      run_rows(m0, m1);
+    }
+    return;
   }
+#endif
+  run_rows(0, M);
 }
 
 }  // namespace ditpoc::cpu
