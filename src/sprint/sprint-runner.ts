@@ -153,7 +153,17 @@ export async function runSprint(runner: NonceRunner, o: SprintOptions): Promise<
       } catch (e) {
         const inputs = current.inputs;
         current = queued;
-        if (stoppedBy !== 'done') break; // cancelled by the deadline or a signal: drop this batch only
+        if (stoppedBy !== 'done') {
+          // Cancelled by the deadline or a signal: this batch is dropped, and so is the one
+          // queued behind it (cancelled, or dropped if it completed before the cancel reached it),
+          // so that the delivered nonces stay a prefix of the sequence, with no gap.
+          if (current) {
+            runner.model.cancel();
+            await current.y.catch(() => undefined);
+            current = null;
+          }
+          break;
+        }
         if (!isOutOfMemory(e) || inputs.length < 2) throw e;
         // The queued batch is as large: cancel it and run both again in halves.
         const half = Math.ceil(inputs.length / 2);
