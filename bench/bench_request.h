@@ -7,9 +7,24 @@
 
 #include "backend.h"
 #include "flops.h"
+#include "host_memory.h"
 #include "seeding.h"
 
 namespace ditpoc::bench {
+
+// Refuses, before anything is allocated, a bench run whose buffers would not fit in host memory
+// (std::runtime_error naming `what`): a bad_alloc would end the bench with no reason given, and
+// an allocation that overcommit lets through with an OOM kill. Sizes are doubles, as absurd
+// options overflow int64.
+inline void require_memory(double bytes, const std::string& what) {
+  require_host_memory(bytes > 9e18 ? INT64_MAX : static_cast<int64_t>(bytes), what);
+}
+
+// Host bytes of a seeded batch request of `batch` nonces (add_nonces) and of its output.
+inline double request_bytes(const ModelConfig& cfg, const Grid& grid, int64_t batch) {
+  const double L = static_cast<double>(grid.tokens());
+  return static_cast<double>(batch) * (sizeof(NonceInput) + cfg.num_layers + 4.0 * L * cfg.head_out());
+}
 
 // Householder seeds for every layer of `cfg`, in a request with no nonces yet.
 inline BatchRequest empty_request(const ModelConfig& cfg, Grid grid, int ctx_len, Precision precision = Precision::Bf16) {

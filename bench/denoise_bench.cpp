@@ -100,7 +100,26 @@ int denoise_main(int argc, char** argv) {
       req.timestep = 901;
       req.expert = 0;
       req.precision = precision;
+      ditpoc::validate_denoise_shape(cfg, req);  // before anything is allocated
       const int64_t latent_n = req.latent_shape[0] * req.latent_shape[1] * req.latent_shape[2] * req.latent_shape[3];
+      const ditpoc::Grid grid{static_cast<int>(req.latent_shape[1] / cfg.patch[0]),
+                              static_cast<int>(req.latent_shape[2] / cfg.patch[1]),
+                              static_cast<int>(req.latent_shape[3] / cfg.patch[2])};
+      // Inputs and outputs (the step's, and the head's before unpatchify) on the host; on the CPU
+      // also the packed weights and the workspace (CUDA keeps both on the device and checks its
+      // memory itself). Refused together before any of them is made.
+      const bool cpu = kind.rfind("cpu", 0) == 0;
+      ditpoc::bench::require_memory(
+          4.0 * latent_n +
+              4.0 * o.contexts *
+                  (static_cast<double>(o.ctx_len) * cfg.text_dim + 2.0 * latent_n / cfg.in_channels * cfg.out_channels) +
+              (cpu ? static_cast<double>(ditpoc::cpu_weight_bytes(cfg)) +
+                         ditpoc::cpu_workspace_bytes(cfg, grid, o.ctx_len, o.contexts)
+                   : 0.0),
+          "the bench's denoise step of " + cfg.id + " (" + std::to_string(o.contexts) + " context(s) of " +
+              std::to_string(o.ctx_len) + " tokens at latent grid [" + std::to_string(grid.frames) + ", " +
+              std::to_string(grid.height) + ", " + std::to_string(grid.width) + "]" +
+              (cpu ? ", packed weights, workspace)" : ")"));
       std::vector<float> latent(static_cast<size_t>(latent_n));
       ditpoc::normal(ditpoc::seed32("bench_denoise_noise"), latent_n, latent.data());
       req.latent = latent.data();
@@ -143,7 +162,8 @@ int denoise_main(int argc, char** argv) {
       std::fflush(stdout);
     }
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "denoise: %s\n", e.what());
+    const std::string m = e.what();  // request checks already say "denoise: "
+    std::fprintf(stderr, "%s%s\n", m.rfind("denoise: ", 0) == 0 ? "" : "denoise: ", m.c_str());
     return 1;
   }
   return 0;

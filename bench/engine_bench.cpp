@@ -33,6 +33,7 @@
 
 #include <unistd.h>
 
+#include "bench_request.h"
 #include "bf16.h"
 #include "cpu/cpu_isa.h"
 #include "cpu/gemm.h"
@@ -223,6 +224,11 @@ int run_gemm_bench(const GemmBenchOptions& opt) {
   std::uniform_real_distribution<float> uni(-1.0f, 1.0f);
   std::vector<GemmResult> results;
   for (const GemmShape& s : shapes) {
+    // A, bias, C and W (bf16 and packed), with BLAS also W in fp32, the rounded A and its C.
+    const double m = static_cast<double>(s.m), n = static_cast<double>(s.n), k = static_cast<double>(s.k);
+    ditpoc::bench::require_memory(4 * (m * k + n + m * n) + 4 * n * k + (have_blas ? 4 * (n * k + m * k + m * n) : 0),
+                                  "the gemm bench's matrices of shape " + std::to_string(s.m) + "x" +
+                                      std::to_string(s.n) + "x" + std::to_string(s.k));
     std::vector<float> A(static_cast<size_t>(s.m * s.k)), bias(static_cast<size_t>(s.n));
     std::vector<uint16_t> Wb(static_cast<size_t>(s.n * s.k));
     for (auto& v : A) v = uni(rng);
@@ -337,6 +343,8 @@ int attention_main(int argc, char** argv) {
   ditpoc::ThreadPool pool(threads);
   const ditpoc::cpu::Isa isa = ditpoc::cpu::active_isa();
   const int64_t D = static_cast<int64_t>(heads) * 128;
+  // q, k, v, o and the weight (bf16 and packed).
+  ditpoc::bench::require_memory(16.0 * L * D + 4.0 * D * D, "the attention bench's tensors at L = " + std::to_string(L));
   std::mt19937 rng(5);
   std::normal_distribution<float> nd;
   std::vector<float> q(L * D), k(L * D), v(L * D), o(L * D);
@@ -422,11 +430,19 @@ int main(int argc, char** argv) {
   maybe_fix_openblas_core(argv);
 #endif
   const std::string cmd = argv[1];
-  if (cmd == "gemm") return gemm_main(argc - 2, argv + 2);
-  if (cmd == "forward") return forward_main(argc - 2, argv + 2);
-  if (cmd == "cuda") return cuda_main(argc - 2, argv + 2);
-  if (cmd == "attention") return attention_main(argc - 2, argv + 2);
-  if (cmd == "denoise") return denoise_main(argc - 2, argv + 2);
+  // Errors (too little memory, a bad option value, ...) end the bench with a message and exit
+  // code 3, never an abort.
+  try {
+    if (cmd == "gemm") return gemm_main(argc - 2, argv + 2);
+    if (cmd == "forward") return forward_main(argc - 2, argv + 2);
+    if (cmd == "cuda") return cuda_main(argc - 2, argv + 2);
+    if (cmd == "attention") return attention_main(argc - 2, argv + 2);
+    if (cmd == "denoise") return denoise_main(argc - 2, argv + 2);
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "%s: %s\n", cmd.c_str(), e.what());
+    return 3;
+  }
   if (cmd == "-h" || cmd == "--help") {
     usage();
     return 0;

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "backend.h"
+#include "backend_factory.h"
 #include "bench_request.h"
 #include "bf16.h"
 #include "cpu/cpu_isa.h"
@@ -60,6 +61,21 @@ std::vector<Shape> forward_gemms(const ditpoc::ModelConfig& c, int64_t B, int64_
       {B * L, D, c.patch_in(), 1},
       {B * L, c.head_out(), D, 1},
   };
+}
+
+// Host bytes of the yardsticks' matrices: per distinct weight shape its bf16 source, packed and
+// fp32 copies; per distinct input shape its A; the largest C.
+double yardstick_bytes(const std::vector<Shape>& shapes) {
+  std::map<std::pair<int64_t, int64_t>, double> weights, inputs;
+  double c = 0;
+  for (const Shape& s : shapes) {
+    weights[{s.n, s.k}] = 8.0 * s.n * s.k;
+    inputs[{s.m, s.k}] = 4.0 * s.m * s.k;
+    c = std::max(c, 4.0 * s.m * s.n);
+  }
+  for (const auto& [shape, b] : weights) c += b;
+  for (const auto& [shape, b] : inputs) c += b;
+  return c;
 }
 
 // Seconds for one pass over the shapes with `run(shape, A, W, C)`, best of reps.
@@ -113,6 +129,7 @@ int forward_bench(int argc, char** argv) {
     else { std::fprintf(stderr, "forward: unknown option '%s'\n", a.c_str()); return 2; }
   }
   if (o.models.empty()) o.models = {"wan-tiny", "wan2.1-t2v-1.3b"};
+  if (o.batch < 1) { std::fprintf(stderr, "forward: --batch must be at least 1\n"); return 2; }
   if (o.rounds_stdin && o.models.size() != 1) { std::fprintf(stderr, "forward: --rounds-stdin takes one --model\n"); return 2; }
   const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 #ifdef DITPOC_HAVE_CBLAS
@@ -122,18 +139,23 @@ int forward_bench(int argc, char** argv) {
   for (size_t mi = 0; mi < o.models.size(); ++mi) {
     const ditpoc::ModelConfig& cfg = ditpoc::find_model(o.models[mi]);
     const int ctx = o.ctx_len > 0 ? o.ctx_len : (cfg.id == "wan-tiny" ? 16 : 512);
-    // The bf16 weights and the backend's packed copy, refused together before either is made.
-    ditpoc::require_host_memory(ditpoc::params_per_expert(cfg) * cfg.num_experts() * 4,
-                                "the bench's weights of " + cfg.id + " and their packed copy");
-    ditpoc::ThreadPool pool(threads);
-    auto t0 = Clock::now();
-    auto weights = std::make_shared<ditpoc::ModelWeights>(ditpoc::random_weights(cfg, "bench", pool));
-    const double gen_s = since(t0);
-    t0 = Clock::now();
-    auto backend = ditpoc::make_cpu_backend(weights, threads);
-    const double prep_s = since(t0);
-
     ditpoc::BatchRequest req = ditpoc::bench::empty_request(cfg, {o.grid[0], o.grid[1], o.grid[2]}, ctx);
+    ditpoc::validate_request(cfg, req);  // grid and ctx_len, before anything is allocated
+    // The packed weights, the request, its output, the backend's workspace and the yardsticks'
+    // matrices, refused together before any of them is made.
+    const auto shapes = forward_gemms(cfg, o.batch, req.grid.tokens(), ctx);
+    ditpoc::bench::require_memory(
+        static_cast<double>(ditpoc::cpu_weight_bytes(cfg)) + ditpoc::bench::request_bytes(cfg, req.grid, o.batch) +
+            ditpoc::cpu_workspace_bytes(cfg, req.grid, ctx, o.batch) + (o.rounds_stdin ? 0.0 : yardstick_bytes(shapes)),
+        "the bench's forward of " + cfg.id + " (packed weights, " + std::to_string(o.batch) + " nonce(s) at grid [" +
+            std::to_string(o.grid[0]) + ", " + std::to_string(o.grid[1]) + ", " + std::to_string(o.grid[2]) +
+            "], ctx_len " + std::to_string(ctx) + ", workspace" + (o.rounds_stdin ? "" : ", GEMM yardsticks") + ")");
+    ditpoc::ThreadPool pool(threads);
+    // Generated tensor by tensor into the backend's packed copy, as dit-poc loads them.
+    auto t0 = Clock::now();
+    auto backend = ditpoc::make_backend_random("cpu", 0, cfg, "bench", threads);
+    const double weights_s = since(t0);
+
     const double flops = ditpoc::bench::add_nonces(cfg, req, o.batch);
     std::vector<float> out(static_cast<size_t>(o.batch * backend->output_size(req.grid)));
     backend->forward(req, out.data());  // warm-up
@@ -154,7 +176,6 @@ int forward_bench(int argc, char** argv) {
     const double gflops = flops / best * 1e-9;
 
     // GEMM yardsticks on this forward's shapes: our GEMM alone, and OpenBLAS sgemm.
-    const auto shapes = forward_gemms(cfg, o.batch, req.grid.tokens(), ctx);
     double gemm_flops = 0;
     for (const Shape& s : shapes) gemm_flops += 2.0 * s.m * s.n * s.k * s.count;
     std::mt19937 rng(7);
@@ -190,16 +211,16 @@ int forward_bench(int argc, char** argv) {
     const double blas_gf = blas_s > 0 ? gemm_flops / blas_s * 1e-9 : 0;
     const double ours_gemm_gf = gemm_flops / ours_gemm_s * 1e-9;
     if (o.json) {
-      std::printf("  {\"model\": \"%s\", \"grid\": [%d, %d, %d], \"ctx_len\": %d, \"batch\": %d, \"weights_generation_s\": %.3f,"
-                  " \"prepare_s\": %.3f, \"cpu_path\": \"%s\", \"seconds_per_nonce\": %.6f, \"median_seconds_per_nonce\": %.6f, \"model_gflop_per_nonce\": %.4f, \"achieved_gflops\": %.2f,"
+      std::printf("  {\"model\": \"%s\", \"grid\": [%d, %d, %d], \"ctx_len\": %d, \"batch\": %d, \"weights_s\": %.3f,"
+                  " \"cpu_path\": \"%s\", \"seconds_per_nonce\": %.6f, \"median_seconds_per_nonce\": %.6f, \"model_gflop_per_nonce\": %.4f, \"achieved_gflops\": %.2f,"
                   " \"gemm_share_of_flops\": %.4f, \"our_gemm_gflops\": %.2f, \"blas_sgemm_gflops\": %s, \"fraction_of_blas\": %s}%s\n",
-                  cfg.id.c_str(), o.grid[0], o.grid[1], o.grid[2], ctx, o.batch, gen_s, prep_s, path, best / o.batch, timing.median / o.batch,
+                  cfg.id.c_str(), o.grid[0], o.grid[1], o.grid[2], ctx, o.batch, weights_s, path, best / o.batch, timing.median / o.batch,
                   flops / o.batch * 1e-9, gflops, gemm_flops / flops, ours_gemm_gf,
                   blas_s > 0 ? std::to_string(blas_gf).c_str() : "null",
                   blas_s > 0 ? std::to_string(gflops / blas_gf).c_str() : "null", mi + 1 < o.models.size() ? "," : "");
     } else {
-      std::printf("%s grid %dx%dx%d ctx %d batch %d, %d threads, CPU path %s (weights generated in %.2f s, packed in %.2f s)\n",
-                  cfg.id.c_str(), o.grid[0], o.grid[1], o.grid[2], ctx, o.batch, threads, path, gen_s, prep_s);
+      std::printf("%s grid %dx%dx%d ctx %d batch %d, %d threads, CPU path %s (weights generated and packed in %.2f s)\n",
+                  cfg.id.c_str(), o.grid[0], o.grid[1], o.grid[2], ctx, o.batch, threads, path, weights_s);
       std::printf("  forward: %.4f s/nonce best, %.4f median of %d runs, %.3f GFLOP/nonce (SPEC §12), %.1f GFLOP/s achieved (best)\n",
                   best / o.batch, timing.median / o.batch, timing.reps, flops / o.batch * 1e-9, gflops);
       std::printf("  GEMMs of this forward (%.0f %% of its FLOPs): our GEMM %.1f GFLOP/s", 100 * gemm_flops / flops, ours_gemm_gf);

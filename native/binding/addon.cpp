@@ -199,9 +199,7 @@ class Model : public Napi::ObjectWrap<Model> {
     auto be = backend(env);
     const int64_t x = to_count(info[0], "expert", be->config().num_experts() - 1);
     if (!info[1].IsString()) throw Napi::TypeError::New(env, "tensor name must be a string");
-    if (be->weights().experts.empty())
-      throw Napi::Error::New(env, "tensor(): this model's weights live only on the GPU (generated or streamed there)");
-    const Tensor& t = be->weights().experts[x].at(info[1].As<Napi::String>().Utf8Value());
+    const Tensor t = be->tensor(static_cast<int>(x), info[1].As<Napi::String>().Utf8Value());
     auto a = Napi::Float32Array::New(env, t.data.size());
     for (size_t i = 0; i < t.data.size(); ++i) a[i] = bf16_to_f32(t.data[i]);
     return a;
@@ -217,7 +215,7 @@ class Model : public Napi::ObjectWrap<Model> {
     return info.Env().Undefined();
   }
   Napi::Value Config(const Napi::CallbackInfo& info) { return config_to_js(info.Env(), backend(info.Env())->config()); }
-  Napi::Value Identity(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), backend(info.Env())->weights().identity); }
+  Napi::Value Identity(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), backend(info.Env())->identity()); }
   Napi::Value BackendName(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), backend(info.Env())->name()); }
   Napi::Value Threads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), backend(info.Env())->threads()); }
   Napi::Value Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !backend_); }

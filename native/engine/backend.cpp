@@ -12,6 +12,15 @@ Precision parse_precision(const std::string& text) {
   throw std::invalid_argument("precision must be bf16, fp32, bf16-flash or fp8-attention, got '" + text + "'");
 }
 
+Tensor Backend::tensor(int expert, const std::string& key) const {
+  if (weights_->experts.empty())
+    throw std::runtime_error("tensor(): this model's weights live only on the GPU (generated or streamed there)");
+  if (expert < 0 || expert >= static_cast<int>(weights_->experts.size()))
+    throw std::out_of_range("tensor(): expert " + std::to_string(expert) + " of " + config().id + ", which has " +
+                            std::to_string(weights_->experts.size()));
+  return weights_->experts[expert].at(key);
+}
+
 int64_t Backend::output_size(const Grid& grid) const {
   return grid.tokens() * config().head_out();
 }

@@ -90,7 +90,12 @@ class Backend {
   // with every layer on req.expert, no reflections, the head unpatchified. Throws like forward.
   void denoise(const DenoiseRequest& req, float* out, const std::atomic<bool>* cancel = nullptr);
   const ModelConfig& config() const { return *weights_->config; }
-  const ModelWeights& weights() const { return *weights_; }
+  // "random:<seed>" or the checkpoint path, "+<transform>" when a weight transform was applied.
+  const std::string& identity() const { return weights_->identity; }
+  // One weight tensor as the backend computes with it (bf16, the official key and shape), for
+  // checks and references. Throws std::runtime_error naming a missing tensor, or when the
+  // backend keeps no host copy (CUDA's weights live on the GPU), std::out_of_range for `expert`.
+  virtual Tensor tensor(int expert, const std::string& key) const;
 
  protected:
   explicit Backend(std::shared_ptr<const ModelWeights> w) : weights_(std::move(w)) {}
@@ -111,9 +116,25 @@ BatchRequest denoise_batch(const ModelConfig& cfg, const DenoiseRequest& req);
 // out [C_out, F·pt, H·ph, W·pw] with out[c, f·pt+a, h·ph+i, w·pw+j] = y[tok][((a·ph+i)·pw+j)·C_out+c].
 void unpatchify(const ModelConfig& cfg, const Grid& grid, const float* y, float* out);
 
-// The CPU backend on the kernels' path cpu::active_isa(), or on the given one (cpu/cpu_isa.h).
+// The CPU backend on the kernels' path cpu::active_isa(), or on the given one (cpu/cpu_isa.h),
+// over host weights: it copies them into its packed form tensor by tensor and keeps no
+// reference to `weights`.
 std::unique_ptr<Backend> make_cpu_backend(std::shared_ptr<const ModelWeights> weights, int threads);
 std::unique_ptr<Backend> make_cpu_backend(std::shared_ptr<const ModelWeights> weights, int threads,
                                           cpu::Isa isa);
+// The CPU backend over weights that stream in (stream_random_weights, stream_checkpoint): each
+// tensor is packed (matrices) or widened to fp32 as it arrives and its bf16 copy freed, so host
+// memory holds the packed model and one batch of tensors, never the model twice. Refuses with
+// std::runtime_error, before the stream starts, when cpu_weight_bytes(cfg) exceeds the available
+// host memory. Every (expert, tensor) must come exactly once with its spec's shape, else
+// std::invalid_argument; the stream's own exceptions propagate.
+std::unique_ptr<Backend> make_cpu_backend_streamed(const ModelConfig& cfg, const std::string& identity,
+                                                   const WeightStream& stream, int threads, cpu::Isa isa);
+// Host bytes a CPU backend of `cfg` needs for its weights while loading (its packed weights and
+// the batch of tensors in flight).
+int64_t cpu_weight_bytes(const ModelConfig& cfg);
+// Host bytes of the CPU backend's workspace for a forward of `batch` passes at `grid`, `ctx_len`
+// (a double: absurd requests exceed int64).
+double cpu_workspace_bytes(const ModelConfig& cfg, const Grid& grid, int ctx_len, int64_t batch);
 
 }  // namespace ditpoc

@@ -18,7 +18,7 @@ namespace {
 const char* const kNoCuda = "this build has no CUDA backend: CUDA toolkit/cuBLASLt not found at configure time";
 
 // A sink that applies `transform` to each tensor before passing it on.
-[[maybe_unused]] TensorSink transformed(const ModelConfig& cfg, const WeightTransform& transform, ThreadPool& pool,
+TensorSink transformed(const ModelConfig& cfg, const WeightTransform& transform, ThreadPool& pool,
                                         const TensorSink& next) {
   if (transform.kind == WeightTransform::Kind::None) return next;
   std::map<std::string, TensorSpec> specs;
@@ -27,6 +27,12 @@ const char* const kNoCuda = "this build has no CUDA backend: CUDA toolkit/cuBLAS
     apply_weight_transform(cfg, expert, specs.at(key), t, transform, pool);
     next(expert, key, t);
   };
+}
+
+// The weights' identity: their source ("random:<seed>" or the checkpoint path), "+<transform>"
+// when one is applied.
+std::string identity_of(const std::string& source, const WeightTransform& transform) {
+  return transform.kind == WeightTransform::Kind::None ? source : source + "+" + describe(transform);
 }
 
 int visible_cuda_devices() {
@@ -59,6 +65,10 @@ bool is_cpu_kind(const std::string& k) { return k == "cpu" || k.rfind("cpu:", 0)
 cpu::Isa cpu_path_of(const std::string& k) { return k == "cpu" ? cpu::active_isa() : cpu::parse_isa(k.substr(4)); }
 std::unique_ptr<Backend> make_cpu(const std::string& k, std::shared_ptr<const ModelWeights> w, int threads) {
   return make_cpu_backend(std::move(w), threads, cpu_path_of(k));
+}
+std::unique_ptr<Backend> make_cpu_streamed(const std::string& k, const ModelConfig& cfg, const std::string& identity,
+                                           const WeightStream& stream, int threads) {
+  return make_cpu_backend_streamed(cfg, identity, stream, threads, cpu_path_of(k));
 }
 }  // namespace
 
@@ -95,17 +105,21 @@ std::unique_ptr<Backend> make_backend_random(const std::string& kind, int device
                                              const std::string& weights_seed, int threads,
                                              const WeightTransform& transform, const ProgressFn& progress) {
   const std::string k = resolve_backend(kind);
+  const std::string identity = identity_of("random:" + weights_seed, transform);
   if (is_cpu_kind(k)) {
     ThreadPool pool(threads);
-    auto w = std::make_shared<ModelWeights>(random_weights(cfg, weights_seed, pool, progress));
-    apply_weight_transform(*w, transform, pool);
-    return make_cpu(k, std::move(w), threads);
+    return make_cpu_streamed(
+        k, cfg, identity,
+        [&](const TensorSink& take) {
+          stream_random_weights(cfg, weights_seed, pool, transformed(cfg, transform, pool, take), progress);
+        },
+        threads);
   }
 #ifdef DITPOC_HAVE_CUDA_BACKEND
   if (transform.kind == WeightTransform::Kind::None) return make_cuda_backend_random(cfg, weights_seed, device, threads);
   ThreadPool pool(threads);
   return make_cuda_backend_streamed(
-      cfg, "random:" + weights_seed + "+" + describe(transform),
+      cfg, identity,
       [&](const TensorSink& upload) {
         stream_random_weights(cfg, weights_seed, pool, transformed(cfg, transform, pool, upload), progress);
       },
@@ -121,13 +135,17 @@ std::unique_ptr<Backend> make_backend_checkpoint(const std::string& kind, int de
                                                  const WeightTransform& transform, const ProgressFn& progress) {
   const std::string k = resolve_backend(kind);
   ThreadPool pool(threads);
+  const std::string identity = identity_of(dir, transform);
   if (is_cpu_kind(k)) {
-    auto w = std::make_shared<ModelWeights>(load_checkpoint(cfg, dir, pool, progress));
-    apply_weight_transform(*w, transform, pool);
-    return make_cpu(k, std::move(w), threads);
+    detect_checkpoint_layout(cfg, dir);  // a wrong folder is reported before the memory check
+    return make_cpu_streamed(
+        k, cfg, identity,
+        [&](const TensorSink& take) {
+          stream_checkpoint(cfg, dir, pool, transformed(cfg, transform, pool, take), progress);
+        },
+        threads);
   }
 #ifdef DITPOC_HAVE_CUDA_BACKEND
-  const std::string identity = transform.kind == WeightTransform::Kind::None ? dir : dir + "+" + describe(transform);
   return make_cuda_backend_streamed(
       cfg, identity,
       [&](const TensorSink& upload) {

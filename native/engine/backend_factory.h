@@ -27,15 +27,17 @@ std::unique_ptr<Backend> make_backend(const std::string& kind, int device, std::
 
 // A backend with SPEC §6 random weights, `transform` applied. CUDA generates them on the GPU
 // (no host copy, seconds instead of minutes for the A14B models) or, with a transform, on the
-// host tensor by tensor, each uploaded once transformed; the CPU holds them in host memory.
+// host tensor by tensor, each uploaded once transformed; the CPU backend takes them tensor by
+// tensor too, each packed once transformed, so host memory holds the packed model only.
 std::unique_ptr<Backend> make_backend_random(const std::string& kind, int device, const ModelConfig& cfg,
                                              const std::string& weights_seed, int threads,
                                              const WeightTransform& transform = {},
                                              const ProgressFn& progress = nullptr);
 
-// A backend over a safetensors checkpoint (checkpoint.h), `transform` applied. CUDA streams it
-// to the device shard by shard, so host memory holds one batch of tensors, never the model; the
-// CPU backend computes from host memory, so it loads the model there.
+// A backend over a safetensors checkpoint (checkpoint.h), `transform` applied. Both backends
+// stream it shard by shard: CUDA to the device, so host memory holds one batch of tensors; the
+// CPU backend into its packed copy, so host memory holds that copy and one batch, never the
+// bf16 model beside it.
 std::unique_ptr<Backend> make_backend_checkpoint(const std::string& kind, int device, const ModelConfig& cfg,
                                                  const std::string& dir, int threads,
                                                  const WeightTransform& transform = {},

@@ -42,6 +42,9 @@ using ProgressFn = std::function<void(int64_t, int64_t)>;
 // weights made tensor by tensor): the expert (routing bit), the official key and the bf16
 // tensor, which the sink may move from. Called once per tensor, on the streaming thread.
 using TensorSink = std::function<void(int expert, const std::string& key, Tensor& tensor)>;
+// Weights that stream in (stream_checkpoint, stream_random_weights): called once, with the sink
+// that takes each tensor as it arrives, so a backend holds its own copy and never the model twice.
+using WeightStream = std::function<void(const TensorSink& sink)>;
 
 // SPEC §6 (μ, σ) of one tensor.
 void init_params(const ModelConfig& cfg, const TensorSpec& spec, float* mu, float* sigma);

@@ -24,9 +24,12 @@ export function forwardBytesPerNonce(info: ModelInfo, grid: Grid3, ctxLen: numbe
   return 4 * (tokens * perToken + text);
 }
 
-/** Host bytes of one loaded CPU model: the bf16 weights and the backend's bf16 packed copy. */
+/**
+ * Host bytes of one loaded CPU model: its bf16 packed copy (the backend streams the weights in,
+ * so the bf16 tensors never sit beside it; the fp32 biases and norms are a rounding error).
+ */
 export function cpuWeightsBytes(info: ModelInfo): number {
-  return info.paramsPerExpert * info.experts.length * 2 * 2;
+  return info.paramsPerExpert * info.experts.length * 2;
 }
 
 export interface BatchPlan {

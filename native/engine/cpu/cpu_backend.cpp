@@ -3,12 +3,15 @@
 // same code (Backend::denoise): reflections off, and passes sharing a latent and a timestep
 // share its embedding and time MLPs.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 
 #include "../backend.h"
 #include "../bf16.h"
@@ -23,23 +26,10 @@ namespace {
 
 using cpu::PackedWeight;
 
-std::vector<float> to_f32(const Tensor& t) {
-  std::vector<float> out(t.data.size());
-  for (size_t i = 0; i < out.size(); ++i) out[i] = bf16_to_f32(t.data[i]);
-  return out;
-}
-
 struct Linear {
   PackedWeight w;
   std::vector<float> b;
 };
-
-Linear make_linear(const ExpertWeights& ew, const std::string& prefix) {
-  const Tensor& w = ew.at(prefix + ".weight");
-  const int64_t n = w.shape[0];
-  const int64_t k = w.numel() / n;  // conv weights flatten to [out, in·kernel]
-  return Linear{PackedWeight::pack(w.data.data(), n, k), to_f32(ew.at(prefix + ".bias"))};
-}
 
 struct Block {
   std::vector<float> modulation;  // [6, D]
@@ -53,41 +43,82 @@ struct Expert {
   std::vector<float> head_modulation;  // [2, D]
 };
 
-Expert prepare_expert(const ModelConfig& cfg, const ExpertWeights& ew, ThreadPool& pool) {
-  Expert x;
-  x.blocks.resize(cfg.num_layers);
-  pool.parallel_for(cfg.num_layers, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) {
-      const std::string p = "blocks." + std::to_string(i) + ".";
-      Block& bl = x.blocks[i];
-      bl.modulation = to_f32(ew.at(p + "modulation"));
-      bl.sq = make_linear(ew, p + "self_attn.q");
-      bl.sk = make_linear(ew, p + "self_attn.k");
-      bl.sv = make_linear(ew, p + "self_attn.v");
-      bl.so = make_linear(ew, p + "self_attn.o");
-      bl.cq = make_linear(ew, p + "cross_attn.q");
-      bl.ck = make_linear(ew, p + "cross_attn.k");
-      bl.cv = make_linear(ew, p + "cross_attn.v");
-      bl.co = make_linear(ew, p + "cross_attn.o");
-      bl.ffn0 = make_linear(ew, p + "ffn.0");
-      bl.ffn2 = make_linear(ew, p + "ffn.2");
-      bl.s_norm_q = to_f32(ew.at(p + "self_attn.norm_q.weight"));
-      bl.s_norm_k = to_f32(ew.at(p + "self_attn.norm_k.weight"));
-      bl.c_norm_q = to_f32(ew.at(p + "cross_attn.norm_q.weight"));
-      bl.c_norm_k = to_f32(ew.at(p + "cross_attn.norm_k.weight"));
-      bl.norm3_w = to_f32(ew.at(p + "norm3.weight"));
-      bl.norm3_b = to_f32(ew.at(p + "norm3.bias"));
-    }
-  });
-  x.patch = make_linear(ew, "patch_embedding");
-  x.text0 = make_linear(ew, "text_embedding.0");
-  x.text2 = make_linear(ew, "text_embedding.2");
-  x.time0 = make_linear(ew, "time_embedding.0");
-  x.time2 = make_linear(ew, "time_embedding.2");
-  x.time_proj = make_linear(ew, "time_projection.1");
-  x.head = make_linear(ew, "head.head");
-  x.head_modulation = to_f32(ew.at("head.modulation"));
-  return x;
+// Where one official tensor of an expert lives in the backend: a GEMM-packed matrix (Linear and
+// Conv weights, conv flattened to [out, in·kernel]) or fp32 values (biases, norms, modulation
+// tables). bf16 → fp32 is exact, so either form gives the streamed bf16 bits back (tensor()).
+struct Slot {
+  const TensorSpec* spec = nullptr;
+  PackedWeight* packed = nullptr;
+  std::vector<float>* values = nullptr;
+  bool filled = false;
+};
+
+// Every tensor of tensor_specs(cfg) mapped to its place in `x` (x.blocks already sized).
+std::map<std::string, Slot> expert_slots(const std::vector<TensorSpec>& specs, Expert& x) {
+  std::map<std::string, Slot> slots;
+  auto linear = [&](const std::string& prefix, Linear& l) {
+    slots[prefix + ".weight"].packed = &l.w;
+    slots[prefix + ".bias"].values = &l.b;
+  };
+  for (size_t i = 0; i < x.blocks.size(); ++i) {
+    const std::string p = "blocks." + std::to_string(i) + ".";
+    Block& bl = x.blocks[i];
+    slots[p + "modulation"].values = &bl.modulation;
+    linear(p + "self_attn.q", bl.sq);
+    linear(p + "self_attn.k", bl.sk);
+    linear(p + "self_attn.v", bl.sv);
+    linear(p + "self_attn.o", bl.so);
+    linear(p + "cross_attn.q", bl.cq);
+    linear(p + "cross_attn.k", bl.ck);
+    linear(p + "cross_attn.v", bl.cv);
+    linear(p + "cross_attn.o", bl.co);
+    linear(p + "ffn.0", bl.ffn0);
+    linear(p + "ffn.2", bl.ffn2);
+    slots[p + "self_attn.norm_q.weight"].values = &bl.s_norm_q;
+    slots[p + "self_attn.norm_k.weight"].values = &bl.s_norm_k;
+    slots[p + "cross_attn.norm_q.weight"].values = &bl.c_norm_q;
+    slots[p + "cross_attn.norm_k.weight"].values = &bl.c_norm_k;
+    slots[p + "norm3.weight"].values = &bl.norm3_w;
+    slots[p + "norm3.bias"].values = &bl.norm3_b;
+  }
+  linear("patch_embedding", x.patch);
+  linear("text_embedding.0", x.text0);
+  linear("text_embedding.2", x.text2);
+  linear("time_embedding.0", x.time0);
+  linear("time_embedding.2", x.time2);
+  linear("time_projection.1", x.time_proj);
+  linear("head.head", x.head);
+  slots["head.modulation"].values = &x.head_modulation;
+  // The backend's fields and the model's tensor list must name the same tensors.
+  for (const auto& spec : specs) {
+    auto it = slots.find(spec.name);
+    if (it == slots.end() || (spec.kind == TensorKind::Weight) != (it->second.packed != nullptr))
+      throw std::logic_error("cpu backend: no place for tensor " + spec.name);
+    it->second.spec = &spec;
+  }
+  if (slots.size() != specs.size()) throw std::logic_error("cpu backend: tensor list and backend fields differ");
+  return slots;
+}
+
+// Host bytes of the weights as the CPU backend holds them: matrices packed in bf16 (their
+// padding is a few columns), every other tensor in fp32.
+int64_t held_weight_bytes(const ModelConfig& cfg) {
+  int64_t n = 0;
+  for (const auto& spec : tensor_specs(cfg)) n += spec.numel() * (spec.kind == TensorKind::Weight ? 2 : 4);
+  return n * cfg.num_experts();
+}
+
+// Matrices wait in a batch of about this many bf16 bytes and are packed in parallel, each
+// freed once packed: loading holds the packed model plus one batch, never the model twice.
+constexpr int64_t kPackBatchBytes = int64_t(128) << 20;
+
+// Host bytes that loading holds beyond the packed weights: the pack batch (it may overshoot by
+// one tensor) and what a stream holds while it makes the next tensor (random weights: the
+// tensor and its fp32 draw; a checkpoint: a read batch of 64M elements, checkpoint.cpp).
+int64_t loading_bytes(const ModelConfig& cfg) {
+  int64_t largest = 0;
+  for (const auto& spec : tensor_specs(cfg)) largest = std::max(largest, spec.numel());
+  return kPackBatchBytes + 2 * largest + std::max<int64_t>(6 * largest, int64_t(2) << 27);
 }
 
 // Per nonce and expert used: the time embedding e [D] and its projection e0 [6, D]. The
@@ -151,26 +182,40 @@ double workspace_bytes(const ModelConfig& cfg, const Grid& grid, int ctx_len, in
               Lc * (cfg.text_dim + D) + L * P + B * 6 * D);
 }
 
+// The backend's view of its weights: the model and their identity, no host tensors (the
+// backend holds its own packed and fp32 copies; tensor() reads them back).
+std::shared_ptr<const ModelWeights> weights_shell(const ModelConfig& cfg, const std::string& identity) {
+  auto w = std::make_shared<ModelWeights>();
+  w->config = &cfg;
+  w->identity = identity;
+  return w;
+}
+
 class CpuBackend final : public Backend {
  public:
-  CpuBackend(std::shared_ptr<const ModelWeights> w, int threads, cpu::Isa isa)
-      : Backend(std::move(w)), pool_(threads), isa_(isa) {
+  // Weights that stream in (`stream`), each tensor packed or widened as it arrives and its bf16
+  // copy freed: host memory holds the packed model and one batch of tensors, never the model
+  // twice.
+  CpuBackend(const ModelConfig& cfg, const std::string& identity, const WeightStream& stream, int threads,
+             cpu::Isa isa)
+      : Backend(weights_shell(cfg, identity)), pool_(threads), isa_(isa) {
     const auto paths = cpu::supported_isas();
     if (std::find(paths.begin(), paths.end(), isa) == paths.end())
       throw std::runtime_error(std::string("CPU path ") + cpu::isa_name(isa) + " cannot run on this CPU");
-    check_weights_complete(*weights_);
-    // The CPU backend keeps its own GEMM-packed copy of the weights.
-    require_host_memory(params_per_expert(config()) * config().num_experts() * 2,
-                        "the CPU backend's packed weights of " + config().id);
-    for (const auto& ew : weights_->experts) experts_.push_back(prepare_expert(config(), ew, pool_));
+    require_host_memory(held_weight_bytes(cfg) + loading_bytes(cfg), "the CPU backend's packed weights of " + cfg.id);
+    load(stream);
   }
 
   std::string name() const override { return "cpu"; }
   int threads() const override { return pool_.size(); }
 
   void forward(const BatchRequest& req, float* out, const std::atomic<bool>* cancel) override;
+  Tensor tensor(int expert, const std::string& key) const override;
 
  private:
+  // Takes every tensor `stream` hands out into experts_ (each exactly once, with its spec's
+  // shape, else std::invalid_argument).
+  void load(const WeightStream& stream);
   int expert_of(uint8_t bit) const { return config().num_experts() == 1 ? 0 : bit; }
   void gemm(const float* a, int64_t m, const Linear& l, float* c, bool round) {
     cpu::gemm(a, l.w.k(), m, l.w, l.b.data(), c, l.w.n(), round, pool_, isa_);
@@ -189,9 +234,92 @@ class CpuBackend final : public Backend {
   ThreadPool pool_;
   const cpu::Isa isa_;  // the GEMM and attention kernels' path
   std::vector<Expert> experts_;
+  std::vector<TensorSpec> specs_;                  // one expert's tensors (tensor_specs)
+  std::vector<std::map<std::string, Slot>> slots_;  // per expert: where each tensor lives
   Workspace ws_;
   std::mutex forward_mu_;  // forwards share the workspace: one at a time
 };
+
+void CpuBackend::load(const WeightStream& stream) {
+  const ModelConfig& cfg = config();
+  specs_ = tensor_specs(cfg);
+  experts_.resize(cfg.num_experts());  // never resized again: slots_ points into it
+  for (Expert& x : experts_) {
+    x.blocks.resize(cfg.num_layers);
+    slots_.push_back(expert_slots(specs_, x));
+  }
+  struct Pending {
+    Slot* slot;
+    Tensor t;
+  };
+  std::vector<Pending> pending;
+  int64_t pending_bytes = 0;
+  auto pack_pending = [&] {
+    std::atomic<size_t> next{0};  // dynamic hand-out: the matrices differ in size
+    pool_.run_on_all([&](int, int) {
+      for (size_t i; (i = next.fetch_add(1)) < pending.size();) {
+        Tensor& t = pending[i].t;
+        const int64_t n = t.shape[0];
+        *pending[i].slot->packed = PackedWeight::pack(t.data.data(), n, t.numel() / n);
+        std::vector<uint16_t>().swap(t.data);
+      }
+    });
+    pending.clear();
+    pending_bytes = 0;
+  };
+  stream([&](int x, const std::string& key, Tensor& t) {
+    if (x < 0 || x >= cfg.num_experts())
+      throw std::invalid_argument("cpu backend: weights stream sent tensor '" + key + "' of expert " +
+                                  std::to_string(x) + "; " + cfg.id + " has " + std::to_string(cfg.num_experts()));
+    const auto it = slots_[x].find(key);
+    if (it == slots_[x].end())
+      throw std::invalid_argument("cpu backend: weights stream sent an unknown tensor '" + key + "' (" +
+                                  cfg.experts[x] + ")");
+    Slot& slot = it->second;
+    if (t.shape != slot.spec->shape || static_cast<int64_t>(t.data.size()) != slot.spec->numel())
+      throw std::invalid_argument("cpu backend: tensor " + key + " of " + cfg.experts[x] + " has the wrong shape");
+    if (slot.filled) throw std::invalid_argument("cpu backend: tensor " + key + " of " + cfg.experts[x] + " sent twice");
+    slot.filled = true;
+    if (slot.values) {
+      slot.values->resize(t.data.size());
+      for (size_t i = 0; i < t.data.size(); ++i) (*slot.values)[i] = bf16_to_f32(t.data[i]);
+      std::vector<uint16_t>().swap(t.data);
+      return;
+    }
+    pending_bytes += static_cast<int64_t>(t.data.size() * sizeof(uint16_t));
+    pending.push_back({&slot, std::move(t)});
+    if (pending_bytes >= kPackBatchBytes) pack_pending();
+  });
+  pack_pending();
+  for (int x = 0; x < cfg.num_experts(); ++x)
+    for (const auto& spec : specs_)
+      if (!slots_[x].at(spec.name).filled)
+        throw std::invalid_argument("cpu backend: the weights stream ended without tensor " + spec.name + " of " +
+                                    cfg.experts[x]);
+}
+
+Tensor CpuBackend::tensor(int expert, const std::string& key) const {
+  if (expert < 0 || expert >= static_cast<int>(slots_.size()))
+    throw std::out_of_range("tensor(): expert " + std::to_string(expert) + " of " + config().id + ", which has " +
+                            std::to_string(slots_.size()));
+  const auto it = slots_[expert].find(key);
+  if (it == slots_[expert].end()) throw std::runtime_error("weights: missing tensor '" + key + "'");
+  const Slot& slot = it->second;
+  Tensor t;
+  t.shape = slot.spec->shape;
+  if (slot.packed) {
+    t.data = slot.packed->unpack();
+  } else {
+    // The fp32 values are widened bf16: their upper 16 bits are the bf16 bits, NaN payloads too.
+    t.data.resize(slot.values->size());
+    for (size_t i = 0; i < t.data.size(); ++i) {
+      uint32_t u;
+      std::memcpy(&u, &(*slot.values)[i], sizeof u);
+      t.data[i] = static_cast<uint16_t>(u >> 16);
+    }
+  }
+  return t;
+}
 
 void CpuBackend::run_block(const Block& bl, float* x, const std::vector<const Conditioning*>& cond,
                            const float* ctx, int64_t L, int ctx_len, const cpu::RopeTable& rope,
@@ -470,12 +598,37 @@ void CpuBackend::forward(const BatchRequest& req, float* out, const std::atomic<
 }  // namespace
 
 std::unique_ptr<Backend> make_cpu_backend(std::shared_ptr<const ModelWeights> weights, int threads) {
-  return std::make_unique<CpuBackend>(std::move(weights), threads, cpu::active_isa());
+  return make_cpu_backend(std::move(weights), threads, cpu::active_isa());
 }
 
 std::unique_ptr<Backend> make_cpu_backend(std::shared_ptr<const ModelWeights> weights, int threads,
                                           cpu::Isa isa) {
-  return std::make_unique<CpuBackend>(std::move(weights), threads, isa);
+  if (!weights) throw std::invalid_argument("make_cpu_backend: no weights");
+  check_weights_complete(*weights);
+  const ModelWeights& w = *weights;
+  // The caller keeps its weights; each tensor is copied in turn, the backend keeps none of them.
+  return make_cpu_backend_streamed(
+      *w.config, w.identity,
+      [&](const TensorSink& sink) {
+        for (size_t x = 0; x < w.experts.size(); ++x)
+          for (const auto& [key, t] : w.experts[x].tensors) {
+            Tensor copy = t;
+            sink(static_cast<int>(x), key, copy);
+          }
+      },
+      threads, isa);
+}
+
+std::unique_ptr<Backend> make_cpu_backend_streamed(const ModelConfig& cfg, const std::string& identity,
+                                                   const WeightStream& stream, int threads, cpu::Isa isa) {
+  if (!stream) throw std::invalid_argument("make_cpu_backend_streamed: no weights stream");
+  return std::make_unique<CpuBackend>(cfg, identity, stream, threads, isa);
+}
+
+int64_t cpu_weight_bytes(const ModelConfig& cfg) { return held_weight_bytes(cfg) + loading_bytes(cfg); }
+
+double cpu_workspace_bytes(const ModelConfig& cfg, const Grid& grid, int ctx_len, int64_t batch) {
+  return workspace_bytes(cfg, grid, ctx_len, batch);
 }
 
 }  // namespace ditpoc

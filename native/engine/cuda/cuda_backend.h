@@ -79,9 +79,6 @@ std::unique_ptr<CudaBackend> make_cuda_backend(std::shared_ptr<const ModelWeight
 std::unique_ptr<CudaBackend> make_cuda_backend_random(const ModelConfig& cfg, const std::string& weights_seed,
                                                       int device, int threads);
 
-// Weights that stream in tensor by tensor (stream_checkpoint, stream_random_weights): called
-// once, with a sink that uploads each tensor as it arrives.
-using WeightStream = std::function<void(const TensorSink& upload)>;
 // A backend whose weights are uploaded as `stream` hands them out, so host memory holds what
 // the stream holds (a batch of tensors), never the model: how checkpoints reach the GPU, shard by
 // shard. Every (expert, tensor) must come exactly once with its spec's shape, else
