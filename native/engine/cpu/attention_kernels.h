@@ -7,7 +7,7 @@
 
 namespace ditpoc::cpu::attention_detail {
 
-constexpr int64_t QB = 16;  // query rows per work item (one zmm of row values in the kernels)
+constexpr int64_t QB = 64;  // query rows per work item (kBr of kernels/attention.cu), a multiple of 16
 constexpr int64_t KB = 64;  // keys per tile (kBc of kernels/attention.cu)
 constexpr int kMaxHd = 128;  // largest head_dim of the SIMD kernels (head_dim % 32 == 0)
 
