@@ -14,8 +14,8 @@ constexpr int kDotRows = 12;  // most rows per micro-tile (bf16 dot path; tiles 
 constexpr int64_t KC = 256;   // K slice (even: bf16 pairs never straddle two slices)
 constexpr int64_t MC = 256;   // M block
 constexpr int64_t KCD = 512;  // K slice of the bf16 dot path (its W slice, KCD x 32 bf16, stays in L1)
-// Scratch each thread passes to a unit: the A slice (MC rows of kAStride floats; the bf16 dot
-// path stores bf16 rows of 2·kAStride elements in it) and the W slice widened to fp32 (KC·NR).
+// Scratch each thread passes to a unit (FMA paths; the bf16 dot path uses neither): the A slice
+// (MC rows of kAStride floats) and the W slice widened to fp32 (KC·NR).
 constexpr int64_t kAStride = KC + 16;
 constexpr int64_t kWScratch = KC * NR;
 
