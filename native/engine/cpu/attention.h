@@ -27,7 +27,8 @@ struct AttentionNumerics {
 
 // Multi-head attention for `groups` independent sequences: q [groups·lq, heads·d],
 // k, v [groups·lk, heads·d] → out [groups·lq, heads·d]; fp32 scores and softmax, no mask.
-// isa: the kernels' path (cpu_isa.h), by default the active one. The SIMD paths take
+// isa: the kernels' path (cpu_isa.h), by default the active one; it must be one this CPU runs
+// (supported_isas(); CpuBackend checks its path when it is created). The SIMD paths take
 // head_dim % 32 == 0 and head_dim <= 128; other head sizes use the portable kernel.
 void attention(const float* q, const float* k, const float* v, int64_t groups, int64_t lq,
                int64_t lk, int heads, int head_dim, float* out, ThreadPool& pool,
