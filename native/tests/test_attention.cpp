@@ -10,9 +10,13 @@
 
 #include "bf16.h"
 #include "check.h"
+#include "float_compare.h"
 #include "cpu/attention.h"
 
 using namespace ditpoc;
+using check::poisoned;
+using check::rel_err;
+using check::same_bits;
 using namespace ditpoc::cpu;
 
 namespace {
@@ -26,24 +30,10 @@ std::vector<float> randn(size_t n, bool bf16) {
   return v;
 }
 
-std::vector<float> poisoned(size_t n) { return std::vector<float>(n, NAN); }
-
-double rel_err(const std::vector<float>& a, const std::vector<double>& b) {
-  double num = 0, den = 1e-30;
-  for (size_t i = 0; i < b.size(); ++i) {
-    if (!std::isfinite(a[i])) return INFINITY;
-    num = std::max(num, std::fabs(a[i] - b[i]));
-    den = std::max(den, std::fabs(b[i]));
-  }
-  return num / den;
-}
 double rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
   return rel_err(a, std::vector<double>(b.begin(), b.end()));
 }
 
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * 4) == 0;
-}
 
 struct Mode {
   const char* name;

@@ -7,10 +7,14 @@
 
 #include "bf16.h"
 #include "check.h"
+#include "float_compare.h"
 #include "cpu/ops.h"
 #include "weight_transforms.h"
 
 using namespace ditpoc;
+using check::poisoned;
+using check::rel_err;
+using check::same_bits;
 using namespace ditpoc::cpu;
 
 namespace {
@@ -24,22 +28,7 @@ std::vector<float> randn(size_t n, float scale = 1.0f, float mean = 0.0f) {
   return v;
 }
 
-std::vector<float> poisoned(size_t n) { return std::vector<float>(n, NAN); }
 
-// max |a−b| / (max|b| + tiny): a norm-relative error that is meaningful near zeros.
-double rel_err(const std::vector<float>& a, const std::vector<double>& b) {
-  double num = 0, den = 1e-30;
-  for (size_t i = 0; i < b.size(); ++i) {
-    if (!std::isfinite(a[i])) return INFINITY;
-    num = std::max(num, std::fabs(a[i] - b[i]));
-    den = std::max(den, std::fabs(b[i]));
-  }
-  return num / den;
-}
-
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * 4) == 0;
-}
 
 void ref_layernorm(const float* x, int dim, double eps, std::vector<double>& out) {
   double m = 0, v = 0;
