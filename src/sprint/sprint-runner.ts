@@ -126,27 +126,18 @@ export async function runSprint(runner: NonceRunner, o: SprintOptions): Promise<
     y.catch(() => undefined); // awaited in order; not an unhandled rejection meanwhile
     return { inputs, y };
   };
-  // Waits for a forward still in flight (cancelled first unless `keep`); delivers it if it
-  // completed, so that nothing computed is lost.
-  const finish = async (f: InFlight | null, keep: boolean) => {
-    if (!f) return;
-    if (!keep) runner.model.cancel();
-    const y = await f.y.catch(() => null);
-    if (y && !failed) deliver(f.inputs, y);
+  // Cancels a forward in flight and waits until it has stopped; returns its output if it had
+  // completed before the cancel reached it.
+  const drop = async (f: InFlight): Promise<Float32Array | null> => {
+    runner.model.cancel();
+    return f.y.catch(() => null);
   };
 
   let current: InFlight | null = null;
   try {
     current = stoppedBy === 'done' ? launch(take()) : null;
     while (current && stoppedBy === 'done' && !failed) {
-      let queued: InFlight | null;
-      try {
-        queued = launch(take()); // derived while `current` runs, then queued behind it
-      } catch (e) {
-        await finish(current, true);
-        current = null;
-        throw e;
-      }
+      const queued = launch(take()); // derived while `current` runs, then queued behind it
       let y: Float32Array;
       try {
         y = await current.y;
@@ -157,11 +148,8 @@ export async function runSprint(runner: NonceRunner, o: SprintOptions): Promise<
           // Cancelled by the deadline or a signal: this batch is dropped, and so is the one
           // queued behind it (cancelled, or dropped if it completed before the cancel reached it),
           // so that the delivered nonces stay a prefix of the sequence, with no gap.
-          if (current) {
-            runner.model.cancel();
-            await current.y.catch(() => undefined);
-            current = null;
-          }
+          if (current) await drop(current);
+          current = null;
           break;
         }
         if (!isOutOfMemory(e) || inputs.length < 2) throw e;
@@ -170,8 +158,7 @@ export async function runSprint(runner: NonceRunner, o: SprintOptions): Promise<
         o.onOutOfMemory?.(inputs.length, half);
         batchSize = half;
         if (current) {
-          runner.model.cancel();
-          await current.y.catch(() => undefined);
+          await drop(current);
           pending.unshift(...current.inputs);
         }
         pending.unshift(...inputs);
@@ -183,10 +170,11 @@ export async function runSprint(runner: NonceRunner, o: SprintOptions): Promise<
       if (o.limit !== undefined && taken >= o.limit && current === null && stoppedBy === 'done') stoppedBy = 'limit';
     }
   } finally {
-    // A forward left in flight: on a stop or a failure it is cancelled; if it had completed,
-    // its batch is delivered like the others.
+    // A forward left in flight on a failure (or a stop seen between batches) is cancelled; if
+    // it had completed, its batch is delivered like the others, so nothing computed is lost.
     try {
-      await finish(current, false);
+      const y = current ? await drop(current) : null;
+      if (y && current && !failed) deliver(current.inputs, y);
     } finally {
       if (deadline) clearTimeout(deadline);
       o.signal?.removeEventListener('abort', onAbort);
