@@ -3,9 +3,13 @@
 // sgemm reaches on the same forward's GEMM shapes in the same run (the yardstick).
 //
 //   ditpoc_bench forward [--model ID]... [--grid F,H,W] [--ctx-len N] [--batch B]
-//                        [--threads N] [--min-time S] [--json] [--rounds-stdin]
+//                        [--threads N] [--min-time S] [--json] [--rounds-stdin] [--artifacts]
 //
-// Rates: best of the runs and their median (the sustained rate on a shared machine).
+// Rates: best of the runs, their median (the sustained rate on a shared machine) and their mean
+// (all nonces over all the time, as `dit-poc generate` reports its own rate).
+// --artifacts times what a sprint asks of the engine instead of the bare forward: bare nonces in,
+// their inputs derived, the forward, their artifacts out (nonce_artifacts.h), the C++ twin of the
+// addon's forwardArtifacts that `dit-poc generate` calls.
 // --rounds-stdin (one model; no yardsticks): after the warm-up prints {"ready": ...}, then times
 // one round (--min-time seconds) per line read on stdin and prints it as one JSON line, so that
 // bench/compare_peer.py can interleave rounds with the PyTorch peer's.
@@ -28,6 +32,7 @@
 #include "flops.h"
 #include "host_memory.h"
 #include "model_config.h"
+#include "nonce_artifacts.h"
 #include "seeding.h"
 #include "weights.h"
 
@@ -103,6 +108,7 @@ struct Options {
   double min_time = 3.0;
   bool json = false;
   bool rounds_stdin = false;
+  bool artifacts = false;
 };
 
 }  // namespace
@@ -126,11 +132,13 @@ int forward_bench(int argc, char** argv) {
     else if (a == "--min-time") o.min_time = std::atof(next());
     else if (a == "--json") o.json = true;
     else if (a == "--rounds-stdin") o.rounds_stdin = true;
+    else if (a == "--artifacts") o.artifacts = true;
     else { std::fprintf(stderr, "forward: unknown option '%s'\n", a.c_str()); return 2; }
   }
   if (o.models.empty()) o.models = {"wan-tiny", "wan2.1-t2v-1.3b"};
   if (o.batch < 1) { std::fprintf(stderr, "forward: --batch must be at least 1\n"); return 2; }
   if (o.rounds_stdin && o.models.size() != 1) { std::fprintf(stderr, "forward: --rounds-stdin takes one --model\n"); return 2; }
+  if (o.rounds_stdin && o.artifacts) { std::fprintf(stderr, "forward: --rounds-stdin times the bare forward; drop --artifacts\n"); return 2; }
   const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 #ifdef DITPOC_HAVE_CBLAS
   if (openblas_set_num_threads) openblas_set_num_threads(threads);
@@ -156,9 +164,27 @@ int forward_bench(int argc, char** argv) {
     auto backend = ditpoc::make_backend_random("cpu", 0, cfg, "bench", threads);
     const double weights_s = since(t0);
 
-    const double flops = ditpoc::bench::add_nonces(cfg, req, o.batch);
+    double flops = ditpoc::bench::add_nonces(cfg, req, o.batch);
     std::vector<float> out(static_cast<size_t>(o.batch * backend->output_size(req.grid)));
     backend->forward(req, out.data());  // warm-up
+    // --artifacts: the round's nonces 0..B-1, derived as the protocol does (their FLOPs with them).
+    ditpoc::NonceArtifactsRequest areq;
+    areq.grid = req.grid;
+    areq.ctx_len = ctx;
+    areq.block_hash = "bench";
+    areq.public_key = "bench";
+    for (int b = 0; b < o.batch; ++b) areq.nonces.push_back(b);
+    std::vector<uint16_t> vectors(static_cast<size_t>(o.batch) * areq.k);
+    std::vector<uint8_t> finite(static_cast<size_t>(o.batch));
+    if (o.artifacts) {
+      flops = 0;
+      for (const auto& n : ditpoc::nonce_artifacts_forward(cfg, areq).nonces) {
+        int used[2] = {0, 0};
+        for (uint8_t r : n.experts) used[cfg.num_experts() == 1 ? 0 : r] = 1;
+        flops += ditpoc::forward_flops(cfg, req.grid.tokens(), ctx, used[0] + used[1]);
+      }
+      ditpoc::nonce_artifacts(*backend, areq, vectors.data(), finite.data());  // warm-up
+    }
     const char* path = ditpoc::cpu::isa_name(ditpoc::cpu::active_isa());
     if (o.rounds_stdin) {
       std::printf("{\"ready\": true, \"engine\": \"dit-poc cpu\", \"cpu_path\": \"%s\", \"threads\": %d}\n", path, threads);
@@ -171,8 +197,11 @@ int forward_bench(int argc, char** argv) {
       }
       return 0;
     }
-    const auto timing = ditpoc::bench::time_forward(*backend, req, out.data(), o.min_time);
+    const auto timing = o.artifacts ? ditpoc::bench::time_runs([&] { ditpoc::nonce_artifacts(*backend, areq, vectors.data(), finite.data()); }, o.min_time)
+                                    : ditpoc::bench::time_forward(*backend, req, out.data(), o.min_time);
     const double best = timing.best;
+    const double mean = timing.total / timing.reps;
+    const char* timed = o.artifacts ? "nonce_artifacts" : "forward";
     const double gflops = flops / best * 1e-9;
 
     // GEMM yardsticks on this forward's shapes: our GEMM alone, and OpenBLAS sgemm.
@@ -212,17 +241,19 @@ int forward_bench(int argc, char** argv) {
     const double ours_gemm_gf = gemm_flops / ours_gemm_s * 1e-9;
     if (o.json) {
       std::printf("  {\"model\": \"%s\", \"grid\": [%d, %d, %d], \"ctx_len\": %d, \"batch\": %d, \"weights_s\": %.3f,"
-                  " \"cpu_path\": \"%s\", \"seconds_per_nonce\": %.6f, \"median_seconds_per_nonce\": %.6f, \"model_gflop_per_nonce\": %.4f, \"achieved_gflops\": %.2f,"
+                  " \"cpu_path\": \"%s\", \"timed\": \"%s\", \"seconds_per_nonce\": %.6f, \"median_seconds_per_nonce\": %.6f, \"mean_seconds_per_nonce\": %.6f,"
+                  " \"model_gflop_per_nonce\": %.4f, \"achieved_gflops\": %.2f,"
                   " \"gemm_share_of_flops\": %.4f, \"our_gemm_gflops\": %.2f, \"blas_sgemm_gflops\": %s, \"fraction_of_blas\": %s}%s\n",
-                  cfg.id.c_str(), o.grid[0], o.grid[1], o.grid[2], ctx, o.batch, weights_s, path, best / o.batch, timing.median / o.batch,
+                  cfg.id.c_str(), o.grid[0], o.grid[1], o.grid[2], ctx, o.batch, weights_s, path, timed, best / o.batch,
+                  timing.median / o.batch, mean / o.batch,
                   flops / o.batch * 1e-9, gflops, gemm_flops / flops, ours_gemm_gf,
                   blas_s > 0 ? std::to_string(blas_gf).c_str() : "null",
                   blas_s > 0 ? std::to_string(gflops / blas_gf).c_str() : "null", mi + 1 < o.models.size() ? "," : "");
     } else {
       std::printf("%s grid %dx%dx%d ctx %d batch %d, %d threads, CPU path %s (weights generated and packed in %.2f s)\n",
                   cfg.id.c_str(), o.grid[0], o.grid[1], o.grid[2], ctx, o.batch, threads, path, weights_s);
-      std::printf("  forward: %.4f s/nonce best, %.4f median of %d runs, %.3f GFLOP/nonce (SPEC §12), %.1f GFLOP/s achieved (best)\n",
-                  best / o.batch, timing.median / o.batch, timing.reps, flops / o.batch * 1e-9, gflops);
+      std::printf("  %s: %.4f s/nonce best, %.4f median, %.4f mean of %d runs, %.3f GFLOP/nonce (SPEC §12), %.1f GFLOP/s achieved (best)\n",
+                  timed, best / o.batch, timing.median / o.batch, mean / o.batch, timing.reps, flops / o.batch * 1e-9, gflops);
       std::printf("  GEMMs of this forward (%.0f %% of its FLOPs): our GEMM %.1f GFLOP/s", 100 * gemm_flops / flops, ours_gemm_gf);
       if (blas_s > 0)
         std::printf(", OpenBLAS sgemm (core %s%s%s) %.1f GFLOP/s -> forward at %.0f %% of the BLAS rate\n",

@@ -14,6 +14,9 @@
 #include "bf16.h"
 #include "host_memory.h"
 #include "model_config.h"
+#include "artifact.h"
+#include "nonce_artifacts.h"
+#include "nonce_inputs.h"
 #include "seeding.h"
 #include "weight_transforms.h"
 #include "weights.h"
@@ -39,6 +42,27 @@ int64_t to_count(const Napi::Value& v, const char* what, int64_t max) {
     throw Napi::RangeError::New(v.Env(), std::string(what) + " must be an integer in [0, " +
                                              std::to_string(max) + "]");
   return static_cast<int64_t>(d);
+}
+
+int32_t to_i32(const Napi::Value& v, const std::string& what) {
+  if (!v.IsNumber()) throw Napi::TypeError::New(v.Env(), what + " must be a number");
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= -2147483648.0 && d <= 2147483647.0) || d != static_cast<double>(static_cast<int32_t>(d)))
+    throw Napi::RangeError::New(v.Env(), what + " must be an int32");
+  return static_cast<int32_t>(d);
+}
+
+std::string to_string_arg(const Napi::Value& v, const std::string& what) {
+  if (!v.IsString()) throw Napi::TypeError::New(v.Env(), what + " must be a string");
+  return v.As<Napi::String>().Utf8Value();
+}
+
+// k fp16 values → 2k bytes, little-endian (the artifact's wire form, SPEC §5 step 9).
+void f16_to_le_bytes(const uint16_t* v, size_t n, uint8_t* out) {
+  for (size_t i = 0; i < n; ++i) {
+    out[2 * i] = static_cast<uint8_t>(v[i] & 0xff);
+    out[2 * i + 1] = static_cast<uint8_t>(v[i] >> 8);
+  }
 }
 
 Napi::Float32Array f32_array(Napi::Env env, const std::vector<float>& v) {
@@ -147,6 +171,64 @@ Napi::Value HouseholderVector(const Napi::CallbackInfo& info) {
   return f32_array(info.Env(), householder_vector(seed, n));
 }
 
+// nonceInputs({blockHash, publicKey, numLayers, strongerRng?}, nonce) → {latentSeed, latentWords,
+// contextSeed, timestep, experts}: the derivation forwardArtifacts runs (SPEC §5 steps 1–4).
+Napi::Value NonceInputs(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  if (!info[0].IsObject()) throw Napi::TypeError::New(env, "nonceInputs: round object expected");
+  auto o = info[0].As<Napi::Object>();
+  RoundSeeds round;
+  round.block_hash = to_string_arg(get(o, "blockHash"), "nonceInputs: blockHash");
+  round.public_key = to_string_arg(get(o, "publicKey"), "nonceInputs: publicKey");
+  round.num_layers = static_cast<int>(to_count(get(o, "numLayers"), "nonceInputs: numLayers", 1 << 16));
+  round.stronger_rng = get(o, "strongerRng").ToBoolean();
+  NonceInput in;
+  try {
+    in = derive_nonce_input(round, to_i32(info[1], "nonceInputs: nonce"));
+  } catch (const std::invalid_argument& e) {
+    throw Napi::RangeError::New(env, std::string("nonceInputs: ") + e.what());
+  }
+  auto r = Napi::Object::New(env);
+  r.Set("latentSeed", in.latent_seed);
+  if (in.latent_strong) {
+    auto words = Napi::Uint32Array::New(env, 8);
+    std::copy(in.latent_words.begin(), in.latent_words.end(), words.Data());
+    r.Set("latentWords", words);
+  } else {
+    r.Set("latentWords", env.Null());
+  }
+  r.Set("contextSeed", in.context_seed);
+  r.Set("timestep", in.timestep);
+  auto experts = Napi::Uint8Array::New(env, in.experts.size());
+  std::copy(in.experts.begin(), in.experts.end(), experts.Data());
+  r.Set("experts", experts);
+  return r;
+}
+
+// artifact(y: Float32Array, blockHash, publicKey, nonce, k) → Uint8Array (2k bytes, fp16 LE) or
+// null for a non-finite y: the reduction forwardArtifacts applies to each output.
+Napi::Value Artifact(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+    throw Napi::TypeError::New(env, "artifact: y must be a Float32Array");
+  auto y = info[0].As<Napi::Float32Array>();
+  const std::string block_hash = to_string_arg(info[1], "artifact: blockHash");
+  const std::string public_key = to_string_arg(info[2], "artifact: publicKey");
+  const int32_t nonce = to_i32(info[3], "artifact: nonce");
+  const int k = static_cast<int>(to_count(info[4], "artifact: k", 1 << 20));
+  std::vector<uint16_t> a(static_cast<size_t>(k));
+  bool finite = false;
+  try {
+    finite = compute_artifact(y.Data(), static_cast<int64_t>(y.ElementLength()), block_hash, public_key, nonce, k, a.data());
+  } catch (const std::invalid_argument& e) {
+    throw Napi::RangeError::New(env, std::string("artifact: ") + e.what());
+  }
+  if (!finite) return env.Null();
+  auto out = Napi::Uint8Array::New(env, 2 * a.size());
+  f16_to_le_bytes(a.data(), a.size(), out.Data());
+  return out;
+}
+
 // ---- Model ---------------------------------------------------------------------------------
 
 class Model : public Napi::ObjectWrap<Model> {
@@ -154,6 +236,7 @@ class Model : public Napi::ObjectWrap<Model> {
   static Napi::Function Init(Napi::Env env) {
     return DefineClass(env, "Model",
                        {InstanceMethod("forward", &Model::Forward),
+                        InstanceMethod("forwardArtifacts", &Model::ForwardArtifacts),
                         InstanceMethod("denoise", &Model::Denoise),
                         InstanceMethod("tensor", &Model::GetTensor),
                         InstanceMethod("cancel", &Model::Cancel),
@@ -193,6 +276,7 @@ class Model : public Napi::ObjectWrap<Model> {
 
  private:
   Napi::Value Forward(const Napi::CallbackInfo& info);
+  Napi::Value ForwardArtifacts(const Napi::CallbackInfo& info);
   Napi::Value Denoise(const Napi::CallbackInfo& info);
   Napi::Value GetTensor(const Napi::CallbackInfo& info) {
     auto env = info.Env();
@@ -358,8 +442,8 @@ const float* borrow_f32(ForwardWorker* w, const Napi::Value& v, size_t expected,
 
 // Fills a new worker's request with fill() and queues it, or deletes it and throws a JS error
 // (engine errors such as std::invalid_argument become an Error with their message).
-template <typename Fill>
-Napi::Value queue_filled(Napi::Env env, ForwardWorker* w, Fill fill) {
+template <typename Worker, typename Fill>
+Napi::Value queue_filled(Napi::Env env, Worker* w, Fill fill) {
   try {
     fill();
   } catch (const Napi::Error&) {
@@ -468,6 +552,79 @@ Napi::Value Model::Forward(const Napi::CallbackInfo& info) {
   });
 }
 
+// Runs nonce_artifacts on a libuv thread, writing into JS buffers made before it is queued.
+class ArtifactsWorker : public Napi::AsyncWorker {
+ public:
+  ArtifactsWorker(Napi::Env env, std::shared_ptr<Backend> be, std::shared_ptr<std::atomic<bool>> cancel)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), backend_(std::move(be)),
+        cancel_(std::move(cancel)) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+  NonceArtifactsRequest req;
+  uint8_t* vectors = nullptr;  // [nonces, 2k] bytes
+  uint8_t* finite = nullptr;   // [nonces]
+  Napi::ObjectReference result;
+
+  void Execute() override {
+    try {
+      std::vector<uint16_t> a(req.nonces.size() * static_cast<size_t>(req.k));
+      nonce_artifacts(*backend_, req, a.data(), finite, cancel_.get());
+      f16_to_le_bytes(a.data(), a.size(), vectors);
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+  void OnOK() override { deferred_.Resolve(result.Value()); }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::shared_ptr<Backend> backend_;
+  std::shared_ptr<std::atomic<bool>> cancel_;
+};
+
+// forwardArtifacts({grid, ctxLen, precision?, blockHash, publicKey, strongerRng?, kDim, nonces:
+// number[]}) → Promise<{vectors: Uint8Array (nonces·2k, fp16 LE), finite: Uint8Array (1 = has an
+// artifact)}>: SPEC §5 steps 1–9 for bare nonces, derived and reduced in the engine.
+Napi::Value Model::ForwardArtifacts(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  auto be = backend(env);
+  if (!info[0].IsObject()) throw Napi::TypeError::New(env, "forwardArtifacts: request object expected");
+  auto o = info[0].As<Napi::Object>();
+  auto* w = new ArtifactsWorker(env, be, new_cancel_flag());
+  return queue_filled(env, w, [&] {
+    NonceArtifactsRequest& req = w->req;
+    auto grid = get(o, "grid");
+    if (!grid.IsArray() || grid.As<Napi::Array>().Length() != 3)
+      throw Napi::TypeError::New(env, "forwardArtifacts: grid must be [F, H, W]");
+    auto ga = grid.As<Napi::Array>();
+    req.grid.frames = static_cast<int>(to_count(ga.Get(0u), "grid[0]", 1024));
+    req.grid.height = static_cast<int>(to_count(ga.Get(1u), "grid[1]", 1024));
+    req.grid.width = static_cast<int>(to_count(ga.Get(2u), "grid[2]", 1024));
+    req.ctx_len = static_cast<int>(to_count(get(o, "ctxLen"), "ctxLen", 4096));
+    auto prec = get(o, "precision");
+    if (!prec.IsUndefined()) req.precision = parse_precision(to_string_arg(prec, "forwardArtifacts: precision"));
+    req.block_hash = to_string_arg(get(o, "blockHash"), "forwardArtifacts: blockHash");
+    req.public_key = to_string_arg(get(o, "publicKey"), "forwardArtifacts: publicKey");
+    req.stronger_rng = get(o, "strongerRng").ToBoolean();
+    req.k = static_cast<int>(to_count(get(o, "kDim"), "forwardArtifacts: kDim", 1 << 20));
+    auto nonces = get(o, "nonces");
+    if (!nonces.IsArray()) throw Napi::TypeError::New(env, "forwardArtifacts: nonces must be an array of int32");
+    auto na = nonces.As<Napi::Array>();
+    for (uint32_t i = 0; i < na.Length(); ++i)
+      req.nonces.push_back(to_i32(na.Get(i), "forwardArtifacts: nonces[" + std::to_string(i) + "]"));
+    nonce_artifacts_forward(be->config(), req);  // every refusal here, before anything runs
+    require_host_memory(static_cast<int64_t>(nonce_artifacts_bytes(be->config(), req)), "forwardArtifacts: the outputs");
+    auto vectors = Napi::Uint8Array::New(env, req.nonces.size() * 2 * static_cast<size_t>(req.k));
+    auto finite = Napi::Uint8Array::New(env, req.nonces.size());
+    w->vectors = vectors.Data();
+    w->finite = finite.Data();
+    auto result = Napi::Object::New(env);
+    result.Set("vectors", vectors);
+    result.Set("finite", finite);
+    w->result = Napi::Persistent(result);
+  });
+}
+
 // denoise({latentShape: [C_in, F, H, W], latent: Float32Array, timestep, expert, ctxLen,
 //          contexts: Float32Array[], precision?}, out?: Float32Array) → Promise<Float32Array>
 // of contexts.length outputs [C_out, F, H, W], concatenated (SPEC §13 step 4).
@@ -550,6 +707,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("normal", Napi::Function::New(env, Normal));
   exports.Set("normalStrong", Napi::Function::New(env, NormalStrong));
   exports.Set("householderVector", Napi::Function::New(env, HouseholderVector));
+  exports.Set("nonceInputs", Napi::Function::New(env, NonceInputs));
+  exports.Set("artifact", Napi::Function::New(env, Artifact));
   register_file_lock(exports);
   register_hard_exit(exports);
   return exports;

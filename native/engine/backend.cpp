@@ -21,6 +21,12 @@ Tensor Backend::tensor(int expert, const std::string& key) const {
   return weights_->experts[expert].at(key);
 }
 
+void Backend::forward_then(const BatchRequest& req, float* out, const std::atomic<bool>* cancel,
+                           const std::function<void(int64_t, int64_t)>& per_outputs) {
+  forward(req, out, cancel);
+  if (!req.nonces.empty()) per_outputs(0, static_cast<int64_t>(req.nonces.size()));
+}
+
 int64_t Backend::output_size(const Grid& grid) const {
   return grid.tokens() * config().head_out();
 }

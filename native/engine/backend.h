@@ -1,10 +1,11 @@
 // What a backend computes: the SPEC §5 nonce forward (steps 1–8) for a batch of nonces.
-// The coordinator derives the seeds (src/inputs); backends fill tensors from them and run the
-// model. CPU is always built; CUDA (kernels/) plugs in behind the same interface.
+// Each nonce comes as its seeds (derived by src/inputs, or by nonce_inputs.h for a sprint's bare
+// nonces); backends fill tensors from them and run the model. CPU is always built; CUDA (kernels/) plugs in behind the same interface.
 #pragma once
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -84,6 +85,11 @@ class Backend {
   // for a malformed request and Cancelled when *cancel becomes true.
   virtual void forward(const BatchRequest& req, float* out,
                        const std::atomic<bool>* cancel = nullptr) = 0;
+  // forward(), then per_outputs(begin, end) over the nonces [0, req.nonces.size()): host work on
+  // the outputs (the artifacts). The CPU backend runs it on its pool inside its forward lock, so
+  // it never competes with the next forward for cores; others run it on the caller afterwards.
+  virtual void forward_then(const BatchRequest& req, float* out, const std::atomic<bool>* cancel,
+                            const std::function<void(int64_t, int64_t)>& per_outputs);
   // Output length per context of a denoise: C_out · F · H · W.
   int64_t denoise_output_size(const DenoiseRequest& req) const;
   // Writes f(x, t, context) for every context, [contexts, C_out, F, H, W]: the nonce forward

@@ -1,6 +1,6 @@
 // SPEC §2 seeding primitives that fill tensors, bit-compatible with Gonka PoC v2. The
-// TypeScript twin is src/seeds/rng.ts (which also has pick and haar, used only by the artifact);
-// tests check both against conformance/rng.json and against each other.
+// TypeScript twin is src/seeds/rng.ts (pick and haar, used only by the artifact, are in
+// artifact.h); tests check both against conformance/rng.json and against each other.
 #pragma once
 #include <array>
 #include <cstdint>

@@ -1,4 +1,6 @@
 // The per-nonce artifact of SPEC §5 step 9: k picked, Haar-rotated, normalized fp16 values.
+// The reference: the engine's twin (native/engine/artifact.h), which sprints use, gives the same
+// bits (test/native-artifacts.test.ts).
 import { artifactString } from '../inputs/nonce-inputs.js';
 import { haar, norm2, pick, seed32 } from '../seeds/rng.js';
 

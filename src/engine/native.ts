@@ -73,6 +73,27 @@ export interface NativeDenoiseRequest {
   precision?: Precision;
 }
 
+/** SPEC §5 steps 1–9 for bare nonces: the engine derives their inputs and reduces their outputs. */
+export interface NativeArtifactsRequest {
+  grid: [number, number, number];
+  ctxLen: number;
+  precision?: Precision;
+  blockHash: string;
+  publicKey: string;
+  strongerRng?: boolean;
+  /** the artifact's length k (at most the output length per nonce) */
+  kDim: number;
+  /** int32 nonces */
+  nonces: number[];
+}
+
+export interface NativeArtifacts {
+  /** nonces.length · 2k bytes: each nonce's k fp16 values, little-endian. */
+  vectors: Uint8Array;
+  /** 1 where the nonce has an artifact, 0 where its output was non-finite (its bytes are zero). */
+  finite: Uint8Array;
+}
+
 export interface NativeModel {
   readonly config: ModelInfo;
   readonly identity: string;
@@ -80,6 +101,12 @@ export interface NativeModel {
   readonly threads: number;
   readonly disposed: boolean;
   forward(req: NativeForwardRequest, out?: Float32Array): Promise<Float32Array>;
+  /**
+   * forward() and the artifact of each output, with every nonce's inputs derived in the engine:
+   * the same bits as deriveNonceInputs → forward → computeArtifact, with no per-nonce work on the
+   * JS thread. A model without it (a stand-in engine) is driven through forward().
+   */
+  forwardArtifacts?(req: NativeArtifactsRequest): Promise<NativeArtifacts>;
   /**
    * The §5 forward with every layer on `expert`, no Householder reflections, the head output
    * unpatchified (official Wan2.2 layout). Resolves to contexts.length outputs concatenated,
@@ -128,6 +155,16 @@ export interface NativeAddon {
   normal(seed: number, n: number): Float32Array;
   normalStrong(s: string, n: number): Float32Array;
   householderVector(seed: number, n: number): Float32Array;
+  /** The inputs forwardArtifacts derives for a nonce (deriveNonceInputs' twin). */
+  nonceInputs(round: { blockHash: string; publicKey: string; numLayers: number; strongerRng?: boolean }, nonce: number): {
+    latentSeed: number;
+    latentWords: Uint32Array | null;
+    contextSeed: number;
+    timestep: number;
+    experts: Uint8Array;
+  };
+  /** The artifact forwardArtifacts computes (computeArtifact's twin): 2k bytes, fp16 LE; null for a non-finite y. */
+  artifact(y: Float32Array, blockHash: string, publicKey: string, nonce: number, k: number): Uint8Array | null;
   /** flock(LOCK_EX|LOCK_NB) on the file (created if missing): the fd holding the lock; throws code 'ELOCKED' when held elsewhere. */
   lockFile(path: string): number;
   /** Closes a lockFile fd (releasing the lock). */

@@ -1,10 +1,12 @@
 // Turns nonces into artifacts: seeds and routing (src/inputs) → native forward → artifact.
-import { computeArtifact } from '../artifact/artifact.js';
+// Honest rounds go to the engine as bare nonces (forwardArtifacts derives, runs and reduces them
+// in native code, the same bits); deviations and stand-in engines take the TypeScript path.
 import { deriveNonceInputs, householderSeeds, type NonceInputs } from '../inputs/nonce-inputs.js';
 import type { RoundParams } from '../round/params.js';
 import { checkDeviations, type Deviations } from './deviations.js';
 import { addon, type NativeModel } from './native.js';
 import { isOutOfMemory } from './out-of-memory.js';
+import { artifactsInWorker } from '../workers/pool.js';
 
 export interface NonceResult {
   nonce: number;
@@ -29,6 +31,8 @@ export async function openModel(
 export class NonceRunner {
   private readonly hhSeeds: Uint32Array;
   private readonly skipLayers: Uint8Array | undefined;
+  /** The engine derives the inputs and reduces the outputs (no deviation touches the inputs). */
+  private readonly inEngine: boolean;
 
   constructor(
     readonly model: NativeModel,
@@ -44,6 +48,9 @@ export class NonceRunner {
       this.skipLayers = new Uint8Array(layers);
       for (const l of deviations.skipLayers) this.skipLayers[l] = 1;
     }
+    const d = deviations;
+    const inputsAsSpecified = d.singleExpert === undefined && !d.skipLayers?.length && d.householderBlockHash === undefined && !d.timestepShift;
+    this.inEngine = inputsAsSpecified && typeof model.forwardArtifacts === 'function';
   }
 
   /** Output values per nonce: L · 4 · C_out. */
@@ -88,6 +95,32 @@ export class NonceRunner {
   }
 
   /**
+   * The artifacts of a batch of nonces, base64, null where the output was non-finite. In the
+   * engine when it can (nothing per nonce on this thread), else forward() here and the
+   * reduction on a worker thread.
+   */
+  async artifacts(nonces: number[]): Promise<(string | null)[]> {
+    const r = this.round;
+    if (!this.inEngine) {
+      const y = await this.forward(nonces.map((n) => this.inputs(n)));
+      return artifactsInWorker({ y, nonces, blockHash: r.blockHash, publicKey: r.publicKey, kDim: r.kDim });
+    }
+    const { vectors, finite } = await this.model.forwardArtifacts!({
+      grid: r.grid,
+      ctxLen: r.ctxLen,
+      precision: r.precision,
+      blockHash: r.blockHash,
+      publicKey: r.publicKey,
+      strongerRng: r.strongerRng,
+      kDim: r.kDim,
+      nonces,
+    });
+    const bytes = Buffer.from(vectors.buffer, vectors.byteOffset, vectors.byteLength);
+    const size = 2 * r.kDim;
+    return nonces.map((_, i) => (finite[i] ? bytes.toString('base64', i * size, (i + 1) * size) : null));
+  }
+
+  /**
    * One batch of nonces to artifacts. A batch that fails for lack of memory is split in halves,
    * each run on its own (down to single nonces, whose failure is final): never retried as is.
    */
@@ -106,23 +139,10 @@ export class NonceRunner {
   onOutOfMemory?: (size: number, half: number) => void;
 
   private async runOnce(nonces: number[]): Promise<NonceResult[]> {
-    const inputs = nonces.map((n) => this.inputs(n));
-    const y = await this.forward(inputs);
-    const m = this.outputSize;
-    return inputs.map((inp, i) => {
-      const a = computeArtifact(
-        y.subarray(i * m, (i + 1) * m),
-        this.round.blockHash,
-        this.round.publicKey,
-        inp.nonce,
-        this.round.kDim,
-      );
-      return {
-        nonce: inp.nonce,
-        timestep: inp.timestep,
-        experts: Array.from(inp.experts),
-        vectorB64: a ? a.vectorB64 : null,
-      };
+    const vectors = await this.artifacts(nonces);
+    return nonces.map((nonce, i) => {
+      const inp = this.inputs(nonce);
+      return { nonce, timestep: inp.timestep, experts: Array.from(inp.experts), vectorB64: vectors[i] };
     });
   }
 }

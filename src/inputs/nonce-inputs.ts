@@ -1,5 +1,7 @@
 // Per-nonce seeds of SPEC §5 steps 1–4 and the per-layer Householder seeds of step 7.
-// Only seeds travel to the native engine, which expands them into tensors itself.
+// Only seeds travel to the native engine, which expands them into tensors itself. The engine has
+// a twin of this derivation (native/engine/nonce_inputs.h) for sprints, held to the same bits by
+// test/native-artifacts.test.ts; this one is the reference.
 import { mm, seed32, sha256Words, uniform } from '../seeds/rng.js';
 
 export interface RoundSeeds {

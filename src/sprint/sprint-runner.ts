@@ -1,16 +1,14 @@
 // A PoC sprint: nonces in batches until the sequence, a count limit or a deadline ends it, or
-// the caller aborts (SIGINT). Two forwards are in flight: while one runs, the next batch's
-// inputs are derived and its forward is queued behind it (the engine runs one forward at a
-// time), so the engine goes from one batch to the next without waiting for this thread;
-// artifacts are post-processed on worker threads meanwhile.
+// the caller aborts (SIGINT). Two batches are in flight: while one runs, the next is queued
+// behind it (the engine runs one forward at a time), so the engine goes from one batch to the
+// next without waiting for this thread. The engine derives the nonces' inputs and reduces their
+// outputs itself (NonceRunner.artifacts), so this thread does no per-nonce work beside it.
 // Batches are delivered to onBatch in order; everything computed before a stop is kept.
 // A batch that runs out of memory is halved and its nonces retried (the smaller size is kept);
 // a single nonce that does, or any other failure, ends the sprint with that error. A failed
 // delivery (post-processing or onBatch) ends it too, never as an unhandled rejection.
 import { isOutOfMemory } from '../engine/out-of-memory.js';
-import type { NonceInputs } from '../inputs/nonce-inputs.js';
 import type { NonceRunner } from '../engine/nonce-runner.js';
-import { artifactsInWorker } from '../workers/pool.js';
 
 export interface SprintProgress {
   done: number;
@@ -54,16 +52,16 @@ export async function runSprint(runner: NonceRunner, o: SprintOptions): Promise<
   let exhausted = false;
   let batchSize = o.batchSize;
   // Nonces taken but not computed yet: those of a batch that ran out of memory.
-  const pending: NonceInputs[] = [];
-  const take = (): NonceInputs[] => {
-    const out: NonceInputs[] = pending.splice(0, batchSize);
+  const pending: number[] = [];
+  const take = (): number[] => {
+    const out: number[] = pending.splice(0, batchSize);
     while (out.length < batchSize && (o.limit === undefined || taken < o.limit)) {
       const n = it.next();
       if (n.done) {
         exhausted = true;
         break;
       }
-      out.push(runner.inputs(n.value));
+      out.push(n.value);
       taken++;
     }
     return out;
@@ -91,21 +89,12 @@ export async function runSprint(runner: NonceRunner, o: SprintOptions): Promise<
       noncesPerSecond: (artifacts.length + dropped.length) / Math.max(elapsed(), 1e-9),
       total: o.limit ?? null,
     });
-  // Post-processes a computed batch on a worker and chains its delivery after the previous one.
-  const deliver = (batch: NonceInputs[], y: Float32Array) => {
-    const post = artifactsInWorker({
-      y,
-      nonces: batch.map((b) => b.nonce),
-      blockHash: runner.round.blockHash,
-      publicKey: runner.round.publicKey,
-      kDim: runner.round.kDim,
-    });
-    post.catch(() => undefined); // awaited in order below; not an unhandled rejection meanwhile
+  // Chains a computed batch's delivery after the previous one's.
+  const deliver = (batch: number[], vectors: (string | null)[]) => {
     delivered = delivered.then(async () => {
-      const vectors = await post;
       const good: [number, string][] = [];
       const bad: number[] = [];
-      vectors.forEach((v, i) => (v === null ? bad.push(batch[i].nonce) : good.push([batch[i].nonce, v])));
+      vectors.forEach((v, i) => (v === null ? bad.push(batch[i]) : good.push([batch[i], v])));
       artifacts.push(...good);
       dropped.push(...bad);
       await o.onBatch?.(good, bad);
@@ -117,20 +106,20 @@ export async function runSprint(runner: NonceRunner, o: SprintOptions): Promise<
   };
 
   interface InFlight {
-    inputs: NonceInputs[];
-    y: Promise<Float32Array>;
+    nonces: number[];
+    vectors: Promise<(string | null)[]>;
   }
-  const launch = (inputs: NonceInputs[]): InFlight | null => {
-    if (inputs.length === 0) return null;
-    const y = runner.forward(inputs);
-    y.catch(() => undefined); // awaited in order; not an unhandled rejection meanwhile
-    return { inputs, y };
+  const launch = (nonces: number[]): InFlight | null => {
+    if (nonces.length === 0) return null;
+    const vectors = runner.artifacts(nonces);
+    vectors.catch(() => undefined); // awaited in order; not an unhandled rejection meanwhile
+    return { nonces, vectors };
   };
-  // Cancels a forward in flight and waits until it has stopped; returns its output if it had
+  // Cancels a batch in flight and waits until it has stopped; returns its artifacts if it had
   // completed before the cancel reached it.
-  const drop = async (f: InFlight): Promise<Float32Array | null> => {
+  const drop = async (f: InFlight): Promise<(string | null)[] | null> => {
     runner.model.cancel();
-    return f.y.catch(() => null);
+    return f.vectors.catch(() => null);
   };
 
   let current: InFlight | null = null;
@@ -138,11 +127,11 @@ export async function runSprint(runner: NonceRunner, o: SprintOptions): Promise<
     current = stoppedBy === 'done' ? launch(take()) : null;
     while (current && stoppedBy === 'done' && !failed) {
       const queued = launch(take()); // derived while `current` runs, then queued behind it
-      let y: Float32Array;
+      let vectors: (string | null)[];
       try {
-        y = await current.y;
+        vectors = await current.vectors;
       } catch (e) {
-        const inputs = current.inputs;
+        const nonces = current.nonces;
         current = queued;
         if (stoppedBy !== 'done') {
           // Cancelled by the deadline or a signal: this batch is dropped, and so is the one
@@ -152,20 +141,20 @@ export async function runSprint(runner: NonceRunner, o: SprintOptions): Promise<
           current = null;
           break;
         }
-        if (!isOutOfMemory(e) || inputs.length < 2) throw e;
+        if (!isOutOfMemory(e) || nonces.length < 2) throw e;
         // The queued batch is as large: cancel it and run both again in halves.
-        const half = Math.ceil(inputs.length / 2);
-        o.onOutOfMemory?.(inputs.length, half);
+        const half = Math.ceil(nonces.length / 2);
+        o.onOutOfMemory?.(nonces.length, half);
         batchSize = half;
         if (current) {
           await drop(current);
-          pending.unshift(...current.inputs);
+          pending.unshift(...current.nonces);
         }
-        pending.unshift(...inputs);
+        pending.unshift(...nonces);
         current = launch(take());
         continue;
       }
-      deliver(current.inputs, y);
+      deliver(current.nonces, vectors);
       current = queued;
       if (o.limit !== undefined && taken >= o.limit && current === null && stoppedBy === 'done') stoppedBy = 'limit';
     }
@@ -173,8 +162,8 @@ export async function runSprint(runner: NonceRunner, o: SprintOptions): Promise<
     // A forward left in flight on a failure (or a stop seen between batches) is cancelled; if
     // it had completed, its batch is delivered like the others, so nothing computed is lost.
     try {
-      const y = current ? await drop(current) : null;
-      if (y && current && !failed) deliver(current.inputs, y);
+      const vectors = current ? await drop(current) : null;
+      if (vectors && current && !failed) deliver(current.nonces, vectors);
     } finally {
       if (deadline) clearTimeout(deadline);
       o.signal?.removeEventListener('abort', onAbort);

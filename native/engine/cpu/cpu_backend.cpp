@@ -210,12 +210,16 @@ class CpuBackend final : public Backend {
   int threads() const override { return pool_.size(); }
 
   void forward(const BatchRequest& req, float* out, const std::atomic<bool>* cancel) override;
+  void forward_then(const BatchRequest& req, float* out, const std::atomic<bool>* cancel,
+                    const std::function<void(int64_t, int64_t)>& per_outputs) override;
   Tensor tensor(int expert, const std::string& key) const override;
 
  private:
   // Takes every tensor `stream` hands out into experts_ (each exactly once, with its spec's
   // shape, else std::invalid_argument).
   void load(const WeightStream& stream);
+  // The forward of a validated request; the caller holds forward_mu_.
+  void run_forward(const BatchRequest& req, float* out, const std::atomic<bool>* cancel);
   int expert_of(uint8_t bit) const { return config().num_experts() == 1 ? 0 : bit; }
   void gemm(const float* a, int64_t m, const Linear& l, float* c, bool round) {
     cpu::gemm(a, l.w.k(), m, l.w, l.b.data(), c, l.w.n(), round, pool_, isa_);
@@ -384,11 +388,23 @@ void CpuBackend::run_block(const Block& bl, float* x, const std::vector<const Co
 }
 
 void CpuBackend::forward(const BatchRequest& req, float* out, const std::atomic<bool>* cancel) {
+  validate_request(config(), req);
+  std::lock_guard<std::mutex> lock(forward_mu_);
+  run_forward(req, out, cancel);
+}
+
+void CpuBackend::forward_then(const BatchRequest& req, float* out, const std::atomic<bool>* cancel,
+                              const std::function<void(int64_t, int64_t)>& per_outputs) {
+  validate_request(config(), req);
+  std::lock_guard<std::mutex> lock(forward_mu_);
+  run_forward(req, out, cancel);
+  if (!req.nonces.empty()) pool_.parallel_for(static_cast<int64_t>(req.nonces.size()), per_outputs);
+}
+
+void CpuBackend::run_forward(const BatchRequest& req, float* out, const std::atomic<bool>* cancel) {
   const ModelConfig& cfg = config();
-  validate_request(cfg, req);
   const int64_t B = static_cast<int64_t>(req.nonces.size());
   if (B == 0) return;
-  std::lock_guard<std::mutex> lock(forward_mu_);
   {
     // What the workspace holds already is reused, not allocated again.
     const double need = workspace_bytes(cfg, req.grid, req.ctx_len, B) - static_cast<double>(ws_.bytes());
