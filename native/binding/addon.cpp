@@ -1,6 +1,7 @@
-// Node-API binding: a thin layer over the engine. Compute runs on libuv worker threads
-// (Promises; the event loop never waits on a forward), typed arrays cross without copies, and
-// every C++ exception becomes a JS Error with the engine's message.
+// Node-API binding: a thin layer over the engine. Compute runs on one engine thread per model
+// (engine_queue.h) and loading on libuv workers, behind Promises: the event loop never waits on
+// a forward. Typed arrays cross without copies, and every C++ exception becomes a JS Error with
+// the engine's message.
 #include <napi.h>
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 
 #include "backend.h"
 #include "backend_factory.h"
+#include "engine_queue.h"
 #include "cpu/cpu_isa.h"
 #include "bf16.h"
 #include "host_memory.h"
@@ -22,6 +24,8 @@
 #include "weights.h"
 
 using namespace ditpoc;
+using ditpoc::binding::EngineQueue;
+using ditpoc::binding::PromiseJob;
 
 namespace {
 
@@ -253,6 +257,7 @@ class Model : public Napi::ObjectWrap<Model> {
       throw Napi::TypeError::New(info.Env(), "Model is created by loadModel()");
     auto* holder = info[0].As<Napi::External<std::shared_ptr<Backend>>>().Data();
     backend_ = *holder;
+    queue_ = std::make_unique<EngineQueue>(info.Env());
   }
 
   std::shared_ptr<Backend> backend(Napi::Env env) const {
@@ -293,9 +298,10 @@ class Model : public Napi::ObjectWrap<Model> {
     return info.Env().Undefined();
   }
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
-    // Running forwards hold their own reference; memory goes when the last one finishes.
+    // Queued and running jobs hold their own reference; memory goes when the last one finishes.
     cancel_all();
     backend_.reset();
+    queue_->close();
     return info.Env().Undefined();
   }
   Napi::Value Config(const Napi::CallbackInfo& info) { return config_to_js(info.Env(), backend(info.Env())->config()); }
@@ -305,6 +311,7 @@ class Model : public Napi::ObjectWrap<Model> {
   Napi::Value Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !backend_); }
 
   std::shared_ptr<Backend> backend_;
+  std::unique_ptr<EngineQueue> queue_;  // the engine thread running this model's jobs in order
   std::vector<std::weak_ptr<std::atomic<bool>>> inflight_;
 };
 
@@ -399,12 +406,11 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
 
 // Runs one batch forward (or one denoise) on a worker thread. Keeps the input typed arrays and
 // the output buffer alive (references) while native code reads and writes them in place.
-class ForwardWorker : public Napi::AsyncWorker {
+// A forward or a denoiser call, run on the model's engine thread.
+class ForwardJob : public PromiseJob {
  public:
-  ForwardWorker(Napi::Env env, std::shared_ptr<Backend> be, std::shared_ptr<std::atomic<bool>> cancel)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), backend_(std::move(be)),
-        cancel_(std::move(cancel)) {}
-  Napi::Promise promise() { return deferred_.Promise(); }
+  ForwardJob(Napi::Env env, std::shared_ptr<Backend> be, std::shared_ptr<std::atomic<bool>> cancel)
+      : PromiseJob(env), backend_(std::move(be)), cancel_(std::move(cancel)) {}
   BatchRequest req;
   bool is_denoise = false;  // run denoise_req instead of req
   DenoiseRequest denoise_req;
@@ -412,24 +418,20 @@ class ForwardWorker : public Napi::AsyncWorker {
   std::vector<Napi::ObjectReference> keep;
   Napi::ObjectReference output;
 
-  void Execute() override {
-    try {
-      if (is_denoise) backend_->denoise(denoise_req, out, cancel_.get());
-      else backend_->forward(req, out, cancel_.get());
-    } catch (const std::exception& e) {
-      SetError(e.what());
-    }
+
+ protected:
+  void Run() override {
+    if (is_denoise) backend_->denoise(denoise_req, out, cancel_.get());
+    else backend_->forward(req, out, cancel_.get());
   }
-  void OnOK() override { deferred_.Resolve(output.Value()); }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+  Napi::Value Result(Napi::Env) override { return output.Value(); }
 
  private:
-  Napi::Promise::Deferred deferred_;
   std::shared_ptr<Backend> backend_;
   std::shared_ptr<std::atomic<bool>> cancel_;
 };
 
-const float* borrow_f32(ForwardWorker* w, const Napi::Value& v, size_t expected, const std::string& what) {
+const float* borrow_f32(ForwardJob* w, const Napi::Value& v, size_t expected, const std::string& what) {
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
     throw Napi::TypeError::New(v.Env(), what + " must be a Float32Array");
   auto a = v.As<Napi::Float32Array>();
@@ -440,27 +442,26 @@ const float* borrow_f32(ForwardWorker* w, const Napi::Value& v, size_t expected,
   return a.Data();
 }
 
-// Fills a new worker's request with fill() and queues it, or deletes it and throws a JS error
-// (engine errors such as std::invalid_argument become an Error with their message).
-template <typename Worker, typename Fill>
-Napi::Value queue_filled(Napi::Env env, Worker* w, Fill fill) {
+// Fills a new job's request with fill() and queues it on the model's engine thread, or drops it
+// and throws a JS error (engine errors such as std::invalid_argument become an Error with their
+// message).
+template <typename Job, typename Fill>
+Napi::Value queue_filled(Napi::Env env, EngineQueue& queue, std::unique_ptr<Job> job, Fill fill) {
   try {
-    fill();
+    fill(job.get());
   } catch (const Napi::Error&) {
-    delete w;
     throw;
   } catch (const std::exception& e) {
-    delete w;
     throw Napi::Error::New(env, e.what());
   }
-  auto p = w->promise();
-  w->Queue();
+  auto p = job->promise();
+  queue.submit(env, std::move(job));
   return p;
 }
 
 // The worker writes into info[1] when the caller gives a Float32Array of out_size elements, else
 // into a new one (checked against host memory first); the worker keeps it alive until it settles.
-void attach_output(ForwardWorker* w, const Napi::CallbackInfo& info, size_t out_size, const std::string& what) {
+void attach_output(ForwardJob* w, const Napi::CallbackInfo& info, size_t out_size, const std::string& what) {
   auto env = info.Env();
   Napi::Float32Array out;
   if (info.Length() > 1 && !info[1].IsUndefined()) {
@@ -487,8 +488,7 @@ Napi::Value Model::Forward(const Napi::CallbackInfo& info) {
   const ModelConfig& cfg = be->config();
   if (!info[0].IsObject()) throw Napi::TypeError::New(env, "forward: request object expected");
   auto o = info[0].As<Napi::Object>();
-  auto* w = new ForwardWorker(env, be, new_cancel_flag());
-  return queue_filled(env, w, [&] {
+  return queue_filled(env, *queue_, std::make_unique<ForwardJob>(env, be, new_cancel_flag()), [&](ForwardJob* w) {
     BatchRequest& req = w->req;
     auto grid = get(o, "grid");
     if (!grid.IsArray() || grid.As<Napi::Array>().Length() != 3)
@@ -552,32 +552,26 @@ Napi::Value Model::Forward(const Napi::CallbackInfo& info) {
   });
 }
 
-// Runs nonce_artifacts on a libuv thread, writing into JS buffers made before it is queued.
-class ArtifactsWorker : public Napi::AsyncWorker {
+// nonce_artifacts on the model's engine thread, writing into JS buffers made before it is queued.
+class ArtifactsJob : public PromiseJob {
  public:
-  ArtifactsWorker(Napi::Env env, std::shared_ptr<Backend> be, std::shared_ptr<std::atomic<bool>> cancel)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), backend_(std::move(be)),
-        cancel_(std::move(cancel)) {}
-  Napi::Promise promise() { return deferred_.Promise(); }
+  ArtifactsJob(Napi::Env env, std::shared_ptr<Backend> be, std::shared_ptr<std::atomic<bool>> cancel)
+      : PromiseJob(env), backend_(std::move(be)), cancel_(std::move(cancel)) {}
   NonceArtifactsRequest req;
   uint8_t* vectors = nullptr;  // [nonces, 2k] bytes
   uint8_t* finite = nullptr;   // [nonces]
   Napi::ObjectReference result;
 
-  void Execute() override {
-    try {
-      std::vector<uint16_t> a(req.nonces.size() * static_cast<size_t>(req.k));
-      nonce_artifacts(*backend_, req, a.data(), finite, cancel_.get());
-      f16_to_le_bytes(a.data(), a.size(), vectors);
-    } catch (const std::exception& e) {
-      SetError(e.what());
-    }
+
+ protected:
+  void Run() override {
+    std::vector<uint16_t> a(req.nonces.size() * static_cast<size_t>(req.k));
+    nonce_artifacts(*backend_, req, a.data(), finite, cancel_.get());
+    f16_to_le_bytes(a.data(), a.size(), vectors);
   }
-  void OnOK() override { deferred_.Resolve(result.Value()); }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+  Napi::Value Result(Napi::Env) override { return result.Value(); }
 
  private:
-  Napi::Promise::Deferred deferred_;
   std::shared_ptr<Backend> backend_;
   std::shared_ptr<std::atomic<bool>> cancel_;
 };
@@ -590,8 +584,7 @@ Napi::Value Model::ForwardArtifacts(const Napi::CallbackInfo& info) {
   auto be = backend(env);
   if (!info[0].IsObject()) throw Napi::TypeError::New(env, "forwardArtifacts: request object expected");
   auto o = info[0].As<Napi::Object>();
-  auto* w = new ArtifactsWorker(env, be, new_cancel_flag());
-  return queue_filled(env, w, [&] {
+  return queue_filled(env, *queue_, std::make_unique<ArtifactsJob>(env, be, new_cancel_flag()), [&](ArtifactsJob* w) {
     NonceArtifactsRequest& req = w->req;
     auto grid = get(o, "grid");
     if (!grid.IsArray() || grid.As<Napi::Array>().Length() != 3)
@@ -634,8 +627,7 @@ Napi::Value Model::Denoise(const Napi::CallbackInfo& info) {
   const ModelConfig& cfg = be->config();
   if (!info[0].IsObject()) throw Napi::TypeError::New(env, "denoise: request object expected");
   auto o = info[0].As<Napi::Object>();
-  auto* w = new ForwardWorker(env, be, new_cancel_flag());
-  return queue_filled(env, w, [&] {
+  return queue_filled(env, *queue_, std::make_unique<ForwardJob>(env, be, new_cancel_flag()), [&](ForwardJob* w) {
     w->is_denoise = true;
     DenoiseRequest& req = w->denoise_req;
     auto shape = get(o, "latentShape");
