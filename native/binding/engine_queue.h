@@ -1,8 +1,9 @@
 // One thread per loaded model runs its compute jobs (forwards, denoiser calls) in submission
 // order and hands each result back to the JS thread. A job queued behind a running one starts the
-// moment it ends, on the same thread, without waiting for JS and without holding a libuv worker
-// (the pool that fs and crypto share) while it waits: per sprint batch the engine makes about
-// 2.5× fewer context switches than with one AsyncWorker per forward (bench/RESULTS.md).
+// moment it ends, on the same thread, without waking another and without holding a libuv worker
+// (the pool that fs and crypto share) while it waits. With one AsyncWorker per forward, each
+// batch woke several threads, each of which could preempt an engine thread on a small machine
+// (bench/RESULTS.md, "`generate` ÷ C++ with the nonce path in the engine").
 #pragma once
 #include <napi.h>
 

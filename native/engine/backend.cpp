@@ -1,6 +1,7 @@
 #include "backend.h"
 
 #include "host_memory.h"
+#include "thread_pool.h"
 
 namespace ditpoc {
 
@@ -21,10 +22,20 @@ Tensor Backend::tensor(int expert, const std::string& key) const {
   return weights_->experts[expert].at(key);
 }
 
+namespace {
+// Host threads for the post-processing of backends whose forward runs elsewhere (a GPU), so a
+// large batch's artifacts hold up the next forward for as short a time as the cores allow.
+// Never destroyed: an engine thread may still use it while the process exits.
+ThreadPool& host_pool() {
+  static ThreadPool* pool = new ThreadPool(0);
+  return *pool;
+}
+}  // namespace
+
 void Backend::forward_then(const BatchRequest& req, float* out, const std::atomic<bool>* cancel,
                            const std::function<void(int64_t, int64_t)>& per_outputs) {
   forward(req, out, cancel);
-  if (!req.nonces.empty()) per_outputs(0, static_cast<int64_t>(req.nonces.size()));
+  if (!req.nonces.empty()) host_pool().parallel_for(static_cast<int64_t>(req.nonces.size()), per_outputs);
 }
 
 int64_t Backend::output_size(const Grid& grid) const {

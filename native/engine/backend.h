@@ -87,7 +87,8 @@ class Backend {
                        const std::atomic<bool>* cancel = nullptr) = 0;
   // forward(), then per_outputs(begin, end) over the nonces [0, req.nonces.size()): host work on
   // the outputs (the artifacts). The CPU backend runs it on its pool inside its forward lock, so
-  // it never competes with the next forward for cores; others run it on the caller afterwards.
+  // it never competes with the next forward for cores; others run it afterwards, split over a
+  // pool of all the host's cores.
   virtual void forward_then(const BatchRequest& req, float* out, const std::atomic<bool>* cancel,
                             const std::function<void(int64_t, int64_t)>& per_outputs);
   // Output length per context of a denoise: C_out · F · H · W.

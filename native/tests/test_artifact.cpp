@@ -7,8 +7,11 @@
 #include <sstream>
 
 #include "artifact.h"
+#include "backend.h"
 #include "check.h"
 #include "json_reader.h"
+#include "model_config.h"
+#include "nonce_artifacts.h"
 #include "nonce_inputs.h"
 #include "seeding.h"
 
@@ -27,6 +30,74 @@ static float f16_to_f32(uint16_t h) {
   if (e == 0) return sign * std::ldexp(static_cast<float>(m), -24);
   if (e == 31) return m ? NAN : sign * INFINITY;
   return sign * std::ldexp(static_cast<float>(1024 + m), e - 25);
+}
+
+// A backend whose "forward" writes a seeded function of each nonce's seeds (one nonce's output
+// non-finite): the nonce path's plumbing under Backend::forward_then's default, the one GPU
+// backends take.
+class SeededOutputBackend : public Backend {
+ public:
+  explicit SeededOutputBackend(const ModelConfig& cfg) : Backend(shell(cfg)) {}
+  std::string name() const override { return "seeded-output"; }
+  int threads() const override { return 1; }
+  void forward(const BatchRequest& req, float* out, const std::atomic<bool>*) override {
+    validate_request(config(), req);
+    const int64_t m = output_size(req.grid);
+    for (size_t b = 0; b < req.nonces.size(); ++b) {
+      const NonceInput& n = req.nonces[b];
+      normal(n.latent_seed ^ n.context_seed, m, out + b * m);
+      out[b * m] += static_cast<float>(n.timestep + 10 * n.experts[0]);
+      if (n.timestep % 7 == 3) out[b * m + m / 2] = NAN;
+    }
+  }
+
+ private:
+  static std::shared_ptr<const ModelWeights> shell(const ModelConfig& cfg) {
+    auto w = std::make_shared<ModelWeights>();
+    w->config = &cfg;
+    w->identity = "seeded-output";
+    return w;
+  }
+};
+
+static void check_nonce_path() {
+  const ModelConfig& cfg = find_model("wan-tiny");
+  SeededOutputBackend backend(cfg);
+  NonceArtifactsRequest req;
+  req.grid = {1, 2, 2};
+  req.ctx_len = 16;
+  req.block_hash = "3F1A9C0B";
+  req.public_key = "02a1b2c3";
+  req.k = 12;
+  for (int32_t n = -20; n < 44; ++n) req.nonces.push_back(n * 1000003);
+  std::vector<uint16_t> got(req.nonces.size() * req.k, 0xffff);
+  std::vector<uint8_t> finite(req.nonces.size(), 7);
+  nonce_artifacts(backend, req, got.data(), finite.data());
+  // Each nonce on its own, through the pieces: derive, forward, artifact.
+  const RoundSeeds round{req.block_hash, req.public_key, cfg.num_layers, false};
+  const int64_t m = backend.output_size(req.grid);
+  int non_finite = 0;
+  for (size_t i = 0; i < req.nonces.size(); ++i) {
+    BatchRequest one;
+    one.grid = req.grid;
+    one.ctx_len = req.ctx_len;
+    one.householder_seeds = householder_seeds(req.block_hash, cfg.num_layers);
+    one.nonces.push_back(derive_nonce_input(round, req.nonces[i]));
+    std::vector<float> y(static_cast<size_t>(m));
+    backend.forward(one, y.data(), nullptr);
+    std::vector<uint16_t> want(req.k, 0);
+    const bool ok = compute_artifact(y.data(), m, req.block_hash, req.public_key, req.nonces[i], req.k, want.data());
+    non_finite += !ok;
+    CHECK_MSG(finite[i] == (ok ? 1 : 0), "nonce %d: finite %d", req.nonces[i], finite[i]);
+    for (int j = 0; j < req.k; ++j) CHECK_MSG(got[i * req.k + j] == want[j], "nonce %d value %d", req.nonces[i], j);
+  }
+  CHECK(non_finite > 0 && non_finite < static_cast<int>(req.nonces.size()));  // both kinds were seen
+  // Refusals before the forward: k past the output, an empty public key.
+  req.k = static_cast<int>(m) + 1;
+  CHECK_THROWS_WITH(nonce_artifacts(backend, req, got.data(), finite.data()), "smaller than k");
+  req.k = 12;
+  req.public_key.clear();
+  CHECK_THROWS_WITH(nonce_artifacts(backend, req, got.data(), finite.data()), "public key");
 }
 
 static std::string q_of(const json::Value& c) {
@@ -129,5 +200,6 @@ int main() {
   CHECK_THROWS_WITH(derive_nonce_input({"b", "p", 0, false}, 0), "num_layers");
   const auto hh = householder_seeds("3F1A9C0B", 3);
   CHECK(hh.size() == 3 && hh[2] == seed32("3F1A9C0B_layer_2_householder"));
+  check_nonce_path();
   return check::finish("test_artifact");
 }
