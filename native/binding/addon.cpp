@@ -9,14 +9,14 @@
 #include <memory>
 #include <string>
 
+#include "artifact.h"
 #include "backend.h"
 #include "backend_factory.h"
-#include "engine_queue.h"
 #include "cpu/cpu_isa.h"
 #include "bf16.h"
+#include "engine_queue.h"
 #include "host_memory.h"
 #include "model_config.h"
-#include "artifact.h"
 #include "nonce_artifacts.h"
 #include "nonce_inputs.h"
 #include "seeding.h"
@@ -404,13 +404,22 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
   return p;
 }
 
-// Runs one batch forward (or one denoise) on a worker thread. Keeps the input typed arrays and
-// the output buffer alive (references) while native code reads and writes them in place.
-// A forward or a denoiser call, run on the model's engine thread.
-class ForwardJob : public PromiseJob {
+// A job on the model's backend, stopped by its own cancel flag (Model::cancel_all).
+class BackendJob : public PromiseJob {
  public:
-  ForwardJob(Napi::Env env, std::shared_ptr<Backend> be, std::shared_ptr<std::atomic<bool>> cancel)
+  BackendJob(Napi::Env env, std::shared_ptr<Backend> be, std::shared_ptr<std::atomic<bool>> cancel)
       : PromiseJob(env), backend_(std::move(be)), cancel_(std::move(cancel)) {}
+
+ protected:
+  std::shared_ptr<Backend> backend_;  // a disposed model's backend lives on until its jobs end
+  std::shared_ptr<std::atomic<bool>> cancel_;
+};
+
+// One batch forward (or one denoise), run on the model's engine thread. Keeps the input typed
+// arrays and the output buffer alive (references) while native code reads and writes them.
+class ForwardJob : public BackendJob {
+ public:
+  using BackendJob::BackendJob;
   BatchRequest req;
   bool is_denoise = false;  // run denoise_req instead of req
   DenoiseRequest denoise_req;
@@ -418,17 +427,12 @@ class ForwardJob : public PromiseJob {
   std::vector<Napi::ObjectReference> keep;
   Napi::ObjectReference output;
 
-
  protected:
   void Run() override {
     if (is_denoise) backend_->denoise(denoise_req, out, cancel_.get());
     else backend_->forward(req, out, cancel_.get());
   }
   Napi::Value Result(Napi::Env) override { return output.Value(); }
-
- private:
-  std::shared_ptr<Backend> backend_;
-  std::shared_ptr<std::atomic<bool>> cancel_;
 };
 
 const float* borrow_f32(ForwardJob* w, const Napi::Value& v, size_t expected, const std::string& what) {
@@ -553,15 +557,13 @@ Napi::Value Model::Forward(const Napi::CallbackInfo& info) {
 }
 
 // nonce_artifacts on the model's engine thread, writing into JS buffers made before it is queued.
-class ArtifactsJob : public PromiseJob {
+class ArtifactsJob : public BackendJob {
  public:
-  ArtifactsJob(Napi::Env env, std::shared_ptr<Backend> be, std::shared_ptr<std::atomic<bool>> cancel)
-      : PromiseJob(env), backend_(std::move(be)), cancel_(std::move(cancel)) {}
+  using BackendJob::BackendJob;
   NonceArtifactsRequest req;
   uint8_t* vectors = nullptr;  // [nonces, 2k] bytes
   uint8_t* finite = nullptr;   // [nonces]
   Napi::ObjectReference result;
-
 
  protected:
   void Run() override {
@@ -570,10 +572,6 @@ class ArtifactsJob : public PromiseJob {
     f16_to_le_bytes(a.data(), a.size(), vectors);
   }
   Napi::Value Result(Napi::Env) override { return result.Value(); }
-
- private:
-  std::shared_ptr<Backend> backend_;
-  std::shared_ptr<std::atomic<bool>> cancel_;
 };
 
 // forwardArtifacts({grid, ctxLen, precision?, blockHash, publicKey, strongerRng?, kDim, nonces:
@@ -606,7 +604,7 @@ Napi::Value Model::ForwardArtifacts(const Napi::CallbackInfo& info) {
     for (uint32_t i = 0; i < na.Length(); ++i)
       req.nonces.push_back(to_i32(na.Get(i), "forwardArtifacts: nonces[" + std::to_string(i) + "]"));
     nonce_artifacts_forward(be->config(), req);  // every refusal here, before anything runs
-    require_host_memory(static_cast<int64_t>(nonce_artifacts_bytes(be->config(), req)), "forwardArtifacts: the outputs");
+    require_nonce_artifacts_memory(be->config(), req);
     auto vectors = Napi::Uint8Array::New(env, req.nonces.size() * 2 * static_cast<size_t>(req.k));
     auto finite = Napi::Uint8Array::New(env, req.nonces.size());
     w->vectors = vectors.Data();

@@ -1,6 +1,7 @@
 // What a backend computes: the SPEC §5 nonce forward (steps 1–8) for a batch of nonces.
 // Each nonce comes as its seeds (derived by src/inputs, or by nonce_inputs.h for a sprint's bare
-// nonces); backends fill tensors from them and run the model. CPU is always built; CUDA (kernels/) plugs in behind the same interface.
+// nonces); backends fill tensors from them and run the model. CPU is always built; CUDA
+// (kernels/) plugs in behind the same interface.
 #pragma once
 #include <array>
 #include <atomic>

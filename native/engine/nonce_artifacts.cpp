@@ -1,6 +1,7 @@
 #include "nonce_artifacts.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <stdexcept>
 
 #include "artifact.h"
@@ -28,14 +29,16 @@ BatchRequest nonce_artifacts_forward(const ModelConfig& cfg, const NonceArtifact
   return fwd;
 }
 
-double nonce_artifacts_bytes(const ModelConfig& cfg, const NonceArtifactsRequest& req) {
-  return static_cast<double>(req.nonces.size()) * static_cast<double>(req.grid.tokens()) * cfg.head_out() * sizeof(float);
+void require_nonce_artifacts_memory(const ModelConfig& cfg, const NonceArtifactsRequest& req) {
+  // A double: absurd requests exceed int64.
+  const double bytes = static_cast<double>(req.nonces.size()) * static_cast<double>(req.grid.tokens()) * cfg.head_out() * sizeof(float);
+  require_host_memory(bytes > 9e18 ? INT64_MAX : static_cast<int64_t>(bytes), "the outputs of " + std::to_string(req.nonces.size()) + " nonce(s)");
 }
 
 void nonce_artifacts(Backend& backend, const NonceArtifactsRequest& req, uint16_t* artifacts, uint8_t* finite,
                      const std::atomic<bool>* cancel) {
   const BatchRequest fwd = nonce_artifacts_forward(backend.config(), req);
-  require_host_memory(static_cast<int64_t>(nonce_artifacts_bytes(backend.config(), req)), "the nonces' outputs");
+  require_nonce_artifacts_memory(backend.config(), req);
   const int64_t m = backend.output_size(fwd.grid);
   std::vector<float> y(static_cast<size_t>(m) * req.nonces.size());
   const size_t k = static_cast<size_t>(req.k);

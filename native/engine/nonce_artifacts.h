@@ -28,8 +28,9 @@ struct NonceArtifactsRequest {
 // checks) and returns the forward it runs. Throws std::invalid_argument with the reason.
 BatchRequest nonce_artifacts_forward(const ModelConfig& cfg, const NonceArtifactsRequest& req);
 
-// Host bytes a nonce_artifacts call allocates beside the backend's workspace (the outputs).
-double nonce_artifacts_bytes(const ModelConfig& cfg, const NonceArtifactsRequest& req);
+// Refuses (std::runtime_error, host_memory.h) a request whose outputs, which nonce_artifacts
+// holds beside the backend's workspace, cannot fit in the host's available memory.
+void require_nonce_artifacts_memory(const ModelConfig& cfg, const NonceArtifactsRequest& req);
 
 // Writes k fp16 values per nonce to artifacts ([nonces, k]) and finite[i] = 1, or finite[i] = 0
 // (its k values zero) when nonce i's output was non-finite. Throws like Backend::forward.

@@ -5,8 +5,8 @@
 // outputs itself (NonceRunner.artifacts), so this thread does no per-nonce work beside it.
 // Batches are delivered to onBatch in order; everything computed before a stop is kept.
 // A batch that runs out of memory is halved and its nonces retried (the smaller size is kept);
-// a single nonce that does, or any other failure, ends the sprint with that error. A failed
-// delivery (post-processing or onBatch) ends it too, never as an unhandled rejection.
+// a single nonce that does, or any other failure (the artifacts' included), ends the sprint with
+// that error. A failing onBatch ends it too, never as an unhandled rejection.
 import { isOutOfMemory } from '../engine/out-of-memory.js';
 import type { NonceRunner } from '../engine/nonce-runner.js';
 
@@ -126,7 +126,7 @@ export async function runSprint(runner: NonceRunner, o: SprintOptions): Promise<
   try {
     current = stoppedBy === 'done' ? launch(take()) : null;
     while (current && stoppedBy === 'done' && !failed) {
-      const queued = launch(take()); // derived while `current` runs, then queued behind it
+      const queued = launch(take()); // queued behind `current`, so the engine never waits for us
       let vectors: (string | null)[];
       try {
         vectors = await current.vectors;
