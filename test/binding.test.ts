@@ -1,6 +1,8 @@
 // The Node-API surface: clear errors for bad input, explicit lifetimes, zero-copy buffers and
 // a free event loop while the engine computes.
+import { readFile } from 'node:fs/promises';
 import { totalmem } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { addon, type NativeModel } from '../src/engine/native.js';
@@ -127,6 +129,36 @@ describe('buffers and the event loop', () => {
     clearInterval(timer);
     expect(ms).toBeGreaterThan(20);
     expect(ticks).toBeGreaterThan(ms / 20);
+  });
+
+  it("a model's forwards run one after another in submission order, and queued ones leave the libuv pool to fs", async () => {
+    // More forwards than libuv has workers (4): queued behind one engine thread, none holds a
+    // worker, so a file read completes while the first forward still runs.
+    const done: number[] = [];
+    const forwards = Array.from({ length: 6 }, (_, i) =>
+      model.forward(tinyRequest(Array.from({ length: 64 }, (_, j) => 100 * i + j))).then((y) => {
+        done.push(i);
+        return y;
+      }),
+    );
+    await readFile(fileURLToPath(import.meta.url));
+    expect(done).toEqual([]);
+    const ys = await Promise.all(forwards);
+    expect(done).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(bitsEqual(ys[2].subarray(0, 2048), await model.forward(tinyRequest([200])))).toBe(true);
+  });
+
+  it('dispose() with forwards queued settles every one of them, done or cancelled', async () => {
+    const m = await loadTiny(1);
+    const queued = Array.from({ length: 5 }, (_, i) => m.forward(tinyRequest(Array.from({ length: 8 }, (_, j) => 10 * i + j))));
+    m.dispose();
+    const settled = await Promise.allSettled(queued);
+    expect(settled.length).toBe(5);
+    for (const r of settled) {
+      if (r.status === 'fulfilled') expect(r.value.length).toBe(8 * 2048);
+      else expect(String(r.reason)).toMatch(/cancelled/);
+    }
+    expect(settled.some((r) => r.status === 'rejected')).toBe(true); // the queued ones never ran
   });
 
   it('cancel() stops a forward with a clear error', async () => {
