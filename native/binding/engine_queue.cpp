@@ -50,6 +50,7 @@ void on_env_cleanup(void* arg) {
     std::lock_guard<std::mutex> lock((*held)->mu);
     (*held)->env_gone = true;
     (*held)->closed = true;
+    (*held)->jobs.clear();  // never started: no forward begins while the process exits
   }
   (*held)->cv.notify_one();
   delete held;
