@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "cpu/cpu_isa.h"
+#include "seeding_kernels.h"
 #include "sha256.h"
 #include "simd_math.h"
 
@@ -26,15 +28,11 @@ void uniform(uint32_t seed, int64_t n, float* out) {
   for (int64_t i = 0; i < n; ++i) out[i] = uniform_at(seed, static_cast<uint32_t>(i));
 }
 
-namespace {
-
-// Box–Muller pairs [begin, end) of N(seed, n) with m = ceil(n/2): pair i writes out[i] (cos)
-// and out[m + i] (sin) when m + i < n. float32 throughout, as Gonka's torch code.
-void normal_pairs(uint32_t seed, int64_t n, int64_t m, int64_t begin, int64_t end, float* out) {
-  const float two_pi = static_cast<float>(2.0 * M_PI);
 #ifdef DITPOC_SIMD_MATH
-  // 8 pairs at a time (simd_math.h); the last lanes of a short group are computed and not
-  // stored, so every value is the same whatever the group it falls in.
+void seeding_detail::normal_pairs_avx2(uint32_t seed, int64_t n, int64_t m, int64_t begin, int64_t end, float* out) {
+  const float two_pi = static_cast<float>(2.0 * M_PI);
+  // The last lanes of a short group are computed and not stored, so every value is the same
+  // whatever the group it falls in.
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   for (int64_t i = begin; i < end; i += 8) {
     const __m256i idx = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(i)), lane);
@@ -48,7 +46,20 @@ void normal_pairs(uint32_t seed, int64_t n, int64_t m, int64_t begin, int64_t en
     _mm256_maskstore_ps(out + i, valid, _mm256_mul_ps(r, c));
     _mm256_maskstore_ps(out + m + i, valid_sin, _mm256_mul_ps(r, s));
   }
+}
+#endif
+
+namespace {
+
+// Box–Muller pairs [begin, end) of N(seed, n) with m = ceil(n/2): pair i writes out[i] (cos)
+// and out[m + i] (sin) when m + i < n. float32 throughout, as Gonka's torch code; on x86 the
+// vector loops of seeding_kernels.h, 16 pairs at a time where the CPU path has AVX-512.
+void normal_pairs(uint32_t seed, int64_t n, int64_t m, int64_t begin, int64_t end, float* out) {
+#ifdef DITPOC_SIMD_MATH
+  if (cpu::active_isa() >= cpu::Isa::Avx512) seeding_detail::normal_pairs_avx512(seed, n, m, begin, end, out);
+  else seeding_detail::normal_pairs_avx2(seed, n, m, begin, end, out);
 #else
+  const float two_pi = static_cast<float>(2.0 * M_PI);
   for (int64_t i = begin; i < end; ++i) {
     const float u1 = std::max(uniform_at(seed, static_cast<uint32_t>(i)), 1e-10f);
     const float u2 = uniform_at(seed, static_cast<uint32_t>(m + i));
