@@ -483,6 +483,20 @@ void attach_output(ForwardJob* w, const Napi::CallbackInfo& info, size_t out_siz
   w->output = Napi::Persistent(out.As<Napi::Object>());
 }
 
+// The fields every nonce-forward request shares: grid [F, H, W], ctxLen and precision?.
+void read_forward_shape(Napi::Env env, const Napi::Object& o, const std::string& what, Grid& grid, int& ctx_len,
+                        Precision& precision) {
+  auto g = get(o, "grid");
+  if (!g.IsArray() || g.As<Napi::Array>().Length() != 3) throw Napi::TypeError::New(env, what + ": grid must be [F, H, W]");
+  auto ga = g.As<Napi::Array>();
+  grid.frames = static_cast<int>(to_count(ga.Get(0u), "grid[0]", 1024));
+  grid.height = static_cast<int>(to_count(ga.Get(1u), "grid[1]", 1024));
+  grid.width = static_cast<int>(to_count(ga.Get(2u), "grid[2]", 1024));
+  ctx_len = static_cast<int>(to_count(get(o, "ctxLen"), "ctxLen", 4096));
+  auto prec = get(o, "precision");
+  if (!prec.IsUndefined()) precision = parse_precision(to_string_arg(prec, what + ": precision"));
+}
+
 // forward({grid:[F,H,W], ctxLen, precision?: "bf16"|"fp32", householderSeeds: Uint32Array,
 //          nonces: [{latentSeed, latentWords?: Uint32Array(8), contextSeed, latent?, context?,
 //                    timestep, experts: Uint8Array}]}, out?: Float32Array) → Promise<Float32Array>
@@ -494,19 +508,7 @@ Napi::Value Model::Forward(const Napi::CallbackInfo& info) {
   auto o = info[0].As<Napi::Object>();
   return queue_filled(env, *queue_, std::make_unique<ForwardJob>(env, be, new_cancel_flag()), [&](ForwardJob* w) {
     BatchRequest& req = w->req;
-    auto grid = get(o, "grid");
-    if (!grid.IsArray() || grid.As<Napi::Array>().Length() != 3)
-      throw Napi::TypeError::New(env, "forward: grid must be [F, H, W]");
-    auto ga = grid.As<Napi::Array>();
-    req.grid.frames = static_cast<int>(to_count(ga.Get(0u), "grid[0]", 1024));
-    req.grid.height = static_cast<int>(to_count(ga.Get(1u), "grid[1]", 1024));
-    req.grid.width = static_cast<int>(to_count(ga.Get(2u), "grid[2]", 1024));
-    req.ctx_len = static_cast<int>(to_count(get(o, "ctxLen"), "ctxLen", 4096));
-    auto prec = get(o, "precision");
-    if (!prec.IsUndefined()) {
-      if (!prec.IsString()) throw Napi::TypeError::New(env, "forward: precision must be a string");
-      req.precision = parse_precision(prec.As<Napi::String>().Utf8Value());
-    }
+    read_forward_shape(env, o, "forward", req.grid, req.ctx_len, req.precision);
     auto hs = get(o, "householderSeeds");
     if (!hs.IsTypedArray() || hs.As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array)
       throw Napi::TypeError::New(env, "forward: householderSeeds must be a Uint32Array");
@@ -584,16 +586,7 @@ Napi::Value Model::ForwardArtifacts(const Napi::CallbackInfo& info) {
   auto o = info[0].As<Napi::Object>();
   return queue_filled(env, *queue_, std::make_unique<ArtifactsJob>(env, be, new_cancel_flag()), [&](ArtifactsJob* w) {
     NonceArtifactsRequest& req = w->req;
-    auto grid = get(o, "grid");
-    if (!grid.IsArray() || grid.As<Napi::Array>().Length() != 3)
-      throw Napi::TypeError::New(env, "forwardArtifacts: grid must be [F, H, W]");
-    auto ga = grid.As<Napi::Array>();
-    req.grid.frames = static_cast<int>(to_count(ga.Get(0u), "grid[0]", 1024));
-    req.grid.height = static_cast<int>(to_count(ga.Get(1u), "grid[1]", 1024));
-    req.grid.width = static_cast<int>(to_count(ga.Get(2u), "grid[2]", 1024));
-    req.ctx_len = static_cast<int>(to_count(get(o, "ctxLen"), "ctxLen", 4096));
-    auto prec = get(o, "precision");
-    if (!prec.IsUndefined()) req.precision = parse_precision(to_string_arg(prec, "forwardArtifacts: precision"));
+    read_forward_shape(env, o, "forwardArtifacts", req.grid, req.ctx_len, req.precision);
     req.block_hash = to_string_arg(get(o, "blockHash"), "forwardArtifacts: blockHash");
     req.public_key = to_string_arg(get(o, "publicKey"), "forwardArtifacts: publicKey");
     req.stronger_rng = get(o, "strongerRng").ToBoolean();
