@@ -36,6 +36,13 @@ inline BatchRequest empty_request(const ModelConfig& cfg, Grid grid, int ctx_len
   return req;
 }
 
+// SPEC §12 FLOPs of one nonce's forward with this routing (the experts it uses count).
+inline double nonce_flops(const ModelConfig& cfg, const Grid& grid, int ctx_len, const std::vector<uint8_t>& experts) {
+  int used[2] = {0, 0};
+  for (uint8_t r : experts) used[cfg.num_experts() == 1 ? 0 : r] = 1;
+  return forward_flops(cfg, grid.tokens(), ctx_len, used[0] + used[1]);
+}
+
 // Appends `batch` seeded nonces (routing drawn like the protocol's) and returns their FLOPs.
 inline double add_nonces(const ModelConfig& cfg, BatchRequest& req, int batch) {
   double flops = 0;
@@ -44,13 +51,9 @@ inline double add_nonces(const ModelConfig& cfg, BatchRequest& req, int batch) {
     n.latent_seed = seed32("bench_latent_" + std::to_string(b));
     n.context_seed = seed32("bench_context_" + std::to_string(b));
     n.timestep = (100 + 37 * b) % 1000;
-    int used[2] = {0, 0};
-    for (int i = 0; i < cfg.num_layers; ++i) {
-      const uint8_t r = cfg.num_experts() == 1 ? 0 : static_cast<uint8_t>(mm(i, n.context_seed) >> 31);
-      n.experts.push_back(r);
-      used[r] = 1;
-    }
-    flops += forward_flops(cfg, req.grid.tokens(), req.ctx_len, used[0] + used[1]);
+    for (int i = 0; i < cfg.num_layers; ++i)
+      n.experts.push_back(cfg.num_experts() == 1 ? 0 : static_cast<uint8_t>(mm(i, n.context_seed) >> 31));
+    flops += nonce_flops(cfg, req.grid, req.ctx_len, n.experts);
     req.nonces.push_back(std::move(n));
   }
   return flops;

@@ -178,11 +178,8 @@ int forward_bench(int argc, char** argv) {
     std::vector<uint8_t> finite(static_cast<size_t>(o.batch));
     if (o.artifacts) {
       flops = 0;
-      for (const auto& n : ditpoc::nonce_artifacts_forward(cfg, areq).nonces) {
-        int used[2] = {0, 0};
-        for (uint8_t r : n.experts) used[cfg.num_experts() == 1 ? 0 : r] = 1;
-        flops += ditpoc::forward_flops(cfg, req.grid.tokens(), ctx, used[0] + used[1]);
-      }
+      for (const auto& n : ditpoc::nonce_artifacts_forward(cfg, areq).nonces)
+        flops += ditpoc::bench::nonce_flops(cfg, req.grid, ctx, n.experts);
       ditpoc::nonce_artifacts(*backend, areq, vectors.data(), finite.data());  // warm-up
     }
     const char* path = ditpoc::cpu::isa_name(ditpoc::cpu::active_isa());
